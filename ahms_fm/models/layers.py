@@ -1,0 +1,91 @@
+"""Building blocks of the 1-D encoder: depthwise convolution and "same" padding.
+
+XLA's CPU backend runs grouped (depthwise) convolutions, and above all their
+gradients, far slower than the arithmetic they need. A depthwise convolution
+with a short kernel is a sum of `kernel_size` shifted, scaled copies of its
+input, which XLA fuses into one pass over memory on every backend. Both forms
+compute the same thing (tested against each other); `benchmarks/` measures them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+DEPTHWISE_IMPLS = ("shift", "xla", "auto")
+
+
+def same_padding(length: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """TensorFlow/Flax "SAME" padding: output length ceil(length / stride)."""
+    out = math.ceil(length / stride)
+    total = max((out - 1) * stride + kernel_size - length, 0)
+    return total // 2, total - total // 2
+
+
+def depthwise_conv_xla(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Depthwise conv of `x` [B, T, C] with `kernel` [K, C] as one grouped XLA conv."""
+    k, c = kernel.shape
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel[:, None, :],
+        window_strides=(stride,),
+        padding=[same_padding(x.shape[1], k, stride)],
+        dimension_numbers=("NWC", "WIO", "NWC"),
+        feature_group_count=c,
+    )
+
+
+def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """Depthwise conv of `x` [B, T, C] with `kernel` [K, C] as a sum of shifted copies."""
+    k = kernel.shape[0]
+    length = x.shape[1]
+    lo, hi = same_padding(length, k, stride)
+    xp = jnp.pad(x, ((0, 0), (lo, hi), (0, 0)))
+    out_len = math.ceil(length / stride)
+    span = stride * (out_len - 1) + 1
+    taps = [
+        jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * kernel[i]
+        for i in range(k)
+    ]
+    return sum(taps[1:], taps[0])
+
+
+def resolve_depthwise_impl(impl: str) -> str:
+    """'auto' picks the fused shift form on CPU and XLA's grouped conv elsewhere."""
+    if impl not in DEPTHWISE_IMPLS:
+        raise ValueError(f"depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "shift" if jax.default_backend() == "cpu" else "xla"
+    return impl
+
+
+class DepthwiseConv1D(nnx.Module):
+    """Depthwise 1-D convolution, "same" padding, no bias: [B, T, C] -> [B, ceil(T/s), C]."""
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        *,
+        impl: str = "auto",
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        # He-normal over the fan-out of one depthwise filter, as Keras' EfficientNet.
+        init = jax.nn.initializers.normal(stddev=math.sqrt(2.0 / kernel_size))
+        self.kernel = nnx.Param(init(rngs.params(), (kernel_size, channels), param_dtype))
+        self.stride = stride
+        self.impl = resolve_depthwise_impl(impl)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or x.dtype
+        x = x.astype(dtype)
+        kernel = self.kernel[...].astype(dtype)
+        fn = depthwise_conv_shift if self.impl == "shift" else depthwise_conv_xla
+        return fn(x, kernel, self.stride)

@@ -1,0 +1,140 @@
+"""The recipe shared by PPG and ECG (DESIGN.md), and the variants of every config.
+
+`configs/ppg.py` and `configs/ecg.py` add what differs by modality. A variant
+string after the file name picks variants, comma-separated:
+`configs/ppg.py:runlocal,no_koleo`.
+"""
+
+import ml_collections
+
+
+def recipe() -> ml_collections.ConfigDict:
+    """Every number of the paper's recipe that PPG and ECG share."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.modality = ""  # set by ppg.py / ecg.py
+
+    # What the encoder sees; set by modality.
+    c.input = ml_collections.ConfigDict()
+    c.input.sample_rate = 0.0  # Hz after resampling
+    c.input.window_seconds = 0.0
+    c.input.segment_length = 0  # samples = sample_rate * window_seconds
+    c.input.channels = 0
+    c.input.band_hz = (0.0, 0.0)  # band-pass; (0, 0) = none
+    c.input.normalization = "zscore"  # per channel, per segment
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "efficientnet1d"
+    c.model.embed_dim = 256
+    c.model.expansion = 7
+    c.model.se_ratio = 0.25
+    c.model.stem_kernel = 3
+    c.model.bn_epsilon = 1e-3
+    c.model.bn_momentum = 0.9  # weight of the old running average: 0.1 for the batch
+    c.model.depthwise_impl = "auto"  # shift on CPU, XLA's grouped conv elsewhere
+    c.model.dtype = "float32"  # compute dtype; "bfloat16" keeps float32 parameters
+
+    c.head = ml_collections.ConfigDict()
+    c.head.hidden_dim = 1024
+    c.head.out_dim = 128
+    c.head.dropout = 0.1
+    c.head.predictor_hidden_dim = 1024  # BYOL-style ablation only
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.name = "infonce_koleo"  # or "byol"
+    c.loss.temperature = 0.04
+    c.loss.koleo_weight = 0.1
+    c.loss.positives = "participant"  # or "segment"
+
+    c.teacher = ml_collections.ConfigDict()
+    c.teacher.kind = "ema"  # "ema", or "none": the student encodes both views (SimCLR)
+    c.teacher.momentum = 0.99  # constant, updated before each gradient step
+
+    # Probabilities and parameters per augmentation; probabilities set by modality.
+    c.augment = ml_collections.ConfigDict()
+    c.augment.cut_out = dict(p=0.0, min_fraction=0.3, max_fraction=0.5)
+    c.augment.magnitude_warp = dict(p=0.0, sigma=0.2, knots=5)
+    c.augment.time_warp = dict(p=0.0, sigma=0.1, knots=5)
+    c.augment.gaussian_noise = dict(p=0.0, min_sigma=0.05, max_sigma=0.1)
+    c.augment.channel_permute = dict(p=0.0)
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.name = "adam"
+    c.optimizer.learning_rate = 1e-3
+    c.optimizer.weight_decay = 1e-5  # L2, added to the gradient (not decoupled)
+    c.optimizer.grad_clip_norm = 0.0  # 0 = no clipping
+
+    c.schedule = ml_collections.ConfigDict()
+    c.schedule.name = "step_halving"  # or "warmup_cosine"
+    c.schedule.halve_every_steps = 125_000  # 125 validation intervals of 1,000 steps
+    c.schedule.warmup_steps = 0
+    c.schedule.final_fraction = 0.0  # warmup_cosine only
+
+    c.batch_size = 256  # global, over all devices and hosts
+    c.num_steps = 500_000
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = ""  # set by modality
+    c.data.participants = 0  # synthetic cohort size; 0 = the dataset's own
+    c.data.segments_per_participant = 0
+
+    c.log_every_steps = 100
+    c.eval_every_steps = 1_000
+    c.checkpoint_every_steps = 1_000
+    c.keep_checkpoints = 3
+    return c
+
+
+def _runlocal(c):
+    """Seconds on a laptop CPU: a small batch, a narrow encoder, a few steps."""
+    c.batch_size = 16
+    c.num_steps = 30
+    c.model.embed_dim = 72
+    c.head.hidden_dim = 128
+    c.head.out_dim = 32
+    c.head.predictor_hidden_dim = 128
+    c.data.participants = 64
+    c.data.segments_per_participant = 4
+    c.log_every_steps = 5
+    c.eval_every_steps = 15
+    c.checkpoint_every_steps = 15
+
+
+def _segment_level(c):
+    c.loss.positives = "segment"
+
+
+def _no_koleo(c):
+    c.loss.koleo_weight = 0.0
+
+
+def _simclr(c):
+    c.teacher.kind = "none"
+
+
+def _byol(c):
+    c.loss.name = "byol"
+
+
+VARIANTS = {
+    "runlocal": _runlocal,
+    "segment_level": _segment_level,
+    "no_koleo": _no_koleo,
+    "simclr": _simclr,
+    "byol": _byol,
+}
+
+
+def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """Apply the variants named in `arg`, check the numbers, and lock the keys."""
+    from ahms_fm.config_utils import lock, parse_variants
+
+    for name in parse_variants(arg, VARIANTS):
+        VARIANTS[name](c)
+    expected = round(c.input.sample_rate * c.input.window_seconds)
+    if c.input.segment_length != expected:
+        raise ValueError(
+            f"input.segment_length {c.input.segment_length} != sample_rate x window_seconds "
+            f"= {expected}"
+        )
+    return lock(c)

@@ -1,0 +1,26 @@
+"""PPG recipe: 4 channels, 60 s at 64 Hz, expansion 7 (3,146,129 parameters).
+
+    python -m ahms_fm.main --config configs/ppg.py[:runlocal,...] --workdir DIR
+"""
+
+from ahms_fm.config_utils import import_sibling
+
+common = import_sibling(__file__, "common")
+
+
+def get_config(arg=None):
+    c = common.recipe()
+    c.modality = "ppg"
+    c.input.sample_rate = 64.0
+    c.input.window_seconds = 60.0
+    c.input.segment_length = 3840
+    c.input.channels = 4
+    c.input.band_hz = (0.5, 8.0)
+    c.model.expansion = 7
+    c.augment.cut_out.p = 0.40
+    c.augment.magnitude_warp.p = 0.25
+    c.augment.time_warp.p = 0.15
+    c.augment.gaussian_noise.p = 0.25
+    c.augment.channel_permute.p = 0.25
+    c.data.dataset = "synthetic_ppg"
+    return common.finish(c, arg)

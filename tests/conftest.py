@@ -1,0 +1,32 @@
+"""Tests run on the CPU with 8 fake devices (set before JAX initializes)."""
+
+import os
+import pathlib
+
+os.environ["JAX_PLATFORMS"] = "cpu"
+flags = os.environ.get("XLA_FLAGS", "")
+if "xla_force_host_platform_device_count" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count=8".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root():
+    return ROOT
+
+
+def load_config(name: str, variant: str | None = None):
+    """configs/<name>.py's get_config(variant), loaded by path as the CLI does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"cfg_{name}", ROOT / "configs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant)
+
+
+assert jax.device_count() == 8, "tests expect 8 fake CPU devices"

@@ -9,7 +9,7 @@ accelerator inside the train step, so a step is reproducible from its key.
 Speed: a segment whose coin says "skip" gets the augmentation's identity
 parameters (a cut-out of length 0, a flat curve, the identity warp, zero
 noise, the identity permutation) instead of a `where` between two copies, so
-the whole cascade is one pass over the batch with no branch; splines are
+the whole cascade is three passes over the batch (see `_compose`); splines are
 a fixed linear basis (a cubic spline through fixed knots is linear in the
 knot values), and the noise comes from a counter-based hash rather than
 threefry, whose bit generation alone costs more on a CPU than all the rest.
@@ -176,7 +176,7 @@ def _resample(x, positions):
     b, t, c = x.shape
     lo = jnp.clip(jnp.floor(positions), 0, t - 2)
     frac = (positions - lo).astype(x.dtype)
-    # Flat indices: a plain 1-D gather, cheaper on XLA:CPU than take_along_axis.
+    # Flat indices into x: one plain 1-D gather per neighbour.
     flat = (jnp.arange(b, dtype=jnp.int32)[:, None, None] * t + lo.astype(jnp.int32)) * c
     flat = flat + jnp.arange(c, dtype=jnp.int32)
     x_flat = x.reshape(-1)

@@ -1,0 +1,1 @@
+"""Data: recordings on disk -> preprocessed segments -> datasets -> paired batches."""

@@ -18,10 +18,28 @@ def recipe() -> ml_collections.ConfigDict:
     c.input = ml_collections.ConfigDict()
     c.input.sample_rate = 0.0  # Hz after resampling
     c.input.window_seconds = 0.0
-    c.input.segment_length = 0  # samples = sample_rate * window_seconds
+    # Samples per segment: follows sample_rate x window_seconds (also under overrides).
+    c.input.segment_length = (
+        c.input.get_ref("sample_rate") * c.input.get_ref("window_seconds")
+    ).to_int()
     c.input.channels = 0
     c.input.band_hz = (0.0, 0.0)  # band-pass; (0, 0) = none
     c.input.normalization = "zscore"  # per channel, per segment
+
+    # From recordings to segments (ahms_fm/data/preprocess.py), shared by ingestion
+    # and inference.
+    c.preprocess = ml_collections.ConfigDict()
+    c.preprocess.filter_order = 4  # Butterworth band-pass, run forward and backward
+    c.preprocess.hop_seconds = 0.0  # between window starts; 0 = window_seconds
+    c.preprocess.storage_dtype = "float16"  # signals on disk; z-scored, so 3 digits suffice
+
+    # A window failing any of these is rejected, with the first failing reason.
+    c.quality = ml_collections.ConfigDict()
+    c.quality.flat_seconds = 1.0  # a run of identical raw samples this long is "flat"
+    c.quality.max_flat_fraction = 0.1  # of the window
+    c.quality.max_clipped_fraction = 0.05  # samples at the window's min or max
+    c.quality.heart_rate_bpm = (30.0, 220.0)  # plausible range of the estimated rate
+    c.quality.max_motion_g = 0.2  # std of accelerometer magnitude, where recorded
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "efficientnet1d"
@@ -74,9 +92,17 @@ def recipe() -> ml_collections.ConfigDict:
     c.num_steps = 500_000
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = ""  # set by modality
-    c.data.participants = 0  # synthetic cohort size; 0 = the dataset's own
-    c.data.segments_per_participant = 0
+    c.data.dataset = ""  # set by modality; synthetic_* are built on first use
+    c.data.data_dir = "datasets"  # where `ahms-fm ingest` writes datasets
+    c.data.source_dir = ""  # the raw recordings a real / bring-your-own dataset is built from
+    c.data.byo_spec = ""  # JSON file describing a bring-your-own folder (data/readers.py)
+    c.data.on_error = "raise"  # an unreadable file stops ingestion, or "skip" (reported)
+    c.data.participants = 2_000  # synthetic cohort size
+    c.data.segments_per_participant = 16  # synthetic cohort
+    c.data.synthetic_seed = 0  # the cohort, independent of the training seed
+    c.data.sample_by = "segment"  # epoch over segments, or "participant"
+    c.data.num_workers = 0  # Grain worker processes; 0 = threads in this process
+    c.data.prefetch = 2  # batches buffered per worker
 
     c.log_every_steps = 100
     c.eval_every_steps = 1_000
@@ -125,16 +151,13 @@ VARIANTS = {
 }
 
 
-def finish(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
-    """Apply the variants named in `arg`, check the numbers, and lock the keys."""
+def finish(c: ml_collections.ConfigDict, arg: str | None, extra=None) -> ml_collections.ConfigDict:
+    """Apply the variants named in `arg` (common ones and `extra`), check, lock the keys."""
     from ahms_fm.config_utils import lock, parse_variants
 
-    for name in parse_variants(arg, VARIANTS):
-        VARIANTS[name](c)
-    expected = round(c.input.sample_rate * c.input.window_seconds)
-    if c.input.segment_length != expected:
-        raise ValueError(
-            f"input.segment_length {c.input.segment_length} != sample_rate x window_seconds "
-            f"= {expected}"
-        )
+    variants = {**VARIANTS, **(extra or {})}
+    for name in parse_variants(arg, variants):
+        variants[name](c)
+    if c.input.segment_length <= 0:
+        raise ValueError(f"input.segment_length must be positive, got {c.input.segment_length}")
     return lock(c)

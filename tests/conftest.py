@@ -19,6 +19,12 @@ def root():
     return ROOT
 
 
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real recordings, `../shared/data` from the project's root (may be absent)."""
+    return (ROOT / ".." / "shared" / "data").resolve()
+
+
 def load_config(name: str, variant: str | None = None):
     """configs/<name>.py's get_config(variant), loaded by path as the CLI does."""
     import importlib.util

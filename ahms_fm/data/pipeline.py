@@ -1,0 +1,136 @@
+"""The Grain pipeline: a dataset split -> batches of participant-paired views.
+
+    batch = {"view_a": [b, time, channels], "view_b": [...], "participant": [b]}
+
+- participant-level positives: `view_a` and `view_b` are two different segments
+  of the same participant; participants with a single segment cannot form a
+  pair and are skipped (counted in `PairPipeline.skipped`);
+- segment-level positives (the ablation): the same segment twice (the on-device
+  augmentations make the two views differ).
+
+Sampling by segment visits every eligible segment once per epoch (and draws its
+partner at random); sampling by participant visits every eligible participant
+once per epoch (and draws both segments). The order is a seeded shuffle, new
+each epoch; each JAX process reads a disjoint slice of it and batches its share
+of the global batch. Every random choice is a function of (seed, position in
+the stream), so the stream is the same whatever the number of workers, and an
+iterator restored from `get_state()` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grain
+import numpy as np
+from absl import flags
+
+from ahms_fm.data.dataset import Split
+
+
+@dataclasses.dataclass
+class PairPipeline:
+    """The iterable dataset plus what it skipped."""
+
+    dataset: grain.IterDataset
+    per_process_batch: int
+    eligible: int  # units sampled per epoch (segments or participants)
+    skipped: dict
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+
+def _eligible(ranges: np.ndarray, positives: str, sample_by: str):
+    """Base units of an epoch: [n, 3] rows (participant_index, first record, count)."""
+    min_count = 2 if positives == "participant" else 1
+    keep = ranges[:, 2] >= min_count
+    skipped = {"participants_single_segment": int(np.sum(~keep & (ranges[:, 2] == 1))),
+               "segments_of_single_segment_participants": int(
+                   np.sum(ranges[~keep & (ranges[:, 2] == 1), 2]))}
+    rows = ranges[keep]
+    if sample_by == "participant":
+        return rows, skipped
+    if sample_by != "segment":
+        raise ValueError(f"sample_by must be 'segment' or 'participant', got {sample_by!r}")
+    # One unit per segment: (participant_index, first, count, the segment's offset).
+    reps = rows[:, 2]
+    unit = np.repeat(rows, reps, axis=0)
+    offset = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
+    return np.concatenate([unit, offset[:, None]], axis=1), skipped
+
+
+class _ChoosePair(grain.transforms.RandomMap):
+    """Unit -> (participant, record a, record b) with the unit's own random draws."""
+
+    def __init__(self, units: np.ndarray, positives: str):
+        self.units = units
+        self.positives = positives
+
+    def random_map(self, i, rng: np.random.Generator):
+        row = self.units[i]
+        pid, first, count = int(row[0]), int(row[1]), int(row[2])
+        if len(row) == 4:  # sampled by segment: the segment is given
+            a = int(row[3])
+        else:
+            a = int(rng.integers(count))
+        if self.positives == "segment":
+            b = a
+        else:  # a different segment of the same participant
+            b = int(rng.integers(count - 1))
+            b += b >= a
+        return pid, first + a, first + b
+
+
+class _ReadPair(grain.transforms.Map):
+    def __init__(self, records, dtype):
+        self.records = records
+        self.dtype = dtype
+
+    def map(self, item):
+        pid, a, b = item
+        return {
+            "view_a": np.asarray(self.records[a]["signal"], self.dtype),
+            "view_b": np.asarray(self.records[b]["signal"], self.dtype),
+            "participant": np.int32(pid),
+        }
+
+
+def pair_pipeline(
+    split: Split,
+    *,
+    global_batch: int,
+    seed: int,
+    positives: str = "participant",
+    sample_by: str = "segment",
+    process_index: int = 0,
+    process_count: int = 1,
+    num_workers: int = 0,
+    prefetch: int = 2,
+    dtype: str = "float16",
+    num_epochs: int | None = None,
+) -> PairPipeline:
+    """Batches of paired views from `split`, this process's share of `global_batch`."""
+    if positives not in ("participant", "segment"):
+        raise ValueError(f"positives must be 'participant' or 'segment', got {positives!r}")
+    if global_batch % process_count:
+        raise ValueError(f"global batch {global_batch} is not divisible by "
+                         f"{process_count} processes")
+    units, skipped = _eligible(split.ranges, positives, sample_by)
+    if len(units) == 0:
+        raise ValueError(f"{split.path} [{split.name}]: no participant has two segments, so "
+                         "no participant-level pair can be formed")
+    per_process = global_batch // process_count
+    ds = grain.MapDataset.range(len(units)).seed(seed).shuffle().repeat(num_epochs)
+    ds = ds.random_map(_ChoosePair(units, positives))
+    ds = ds[process_index::process_count]  # after the draws: they depend on the global position
+    ds = ds.map(_ReadPair(split.records, np.dtype(dtype)))
+    ds = ds.batch(per_process, drop_remainder=True)
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0 if num_workers else 2,
+                                              prefetch_buffer_size=prefetch * per_process))
+    if num_workers:
+        if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags (defaults here)
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
+                                                         per_worker_buffer_size=prefetch))
+    return PairPipeline(it, per_process, len(units), skipped)

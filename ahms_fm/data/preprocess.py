@@ -1,0 +1,433 @@
+"""From a recording to model-ready segments: one implementation for ingestion and inference.
+
+    resample (polyphase) -> band-pass (zero phase) -> window -> quality checks -> z-score
+
+Defaults per modality live in the configs (`input`, `preprocess`, `quality`):
+
+| | PPG | ECG |
+|---|---|---|
+| rate, window | 64 Hz, 60 s (3,840 samples) | 128 Hz, 30 s (3,840 samples) |
+| band-pass | 0.5-8 Hz, Butterworth order 4, forward-backward | 0.5-40 Hz, same |
+| normalization | z-score each channel of each segment | same |
+
+Quality checks, in this order (a rejected window gets the first failing reason):
+
+- `too_short`: the recording is shorter than one window (one count per recording);
+- `nonfinite`: the window holds a NaN or an Inf;
+- `flat`: more than `max_flat_fraction` of it lies in runs of identical raw
+  samples at least `flat_seconds` long (a detached sensor, a dropout);
+- `clipped`: more than `max_clipped_fraction` of its raw samples (in some
+  channel) sit at the window's minimum or maximum (saturation at a rail);
+- `motion`: the std of the accelerometer magnitude exceeds `max_motion_g`
+  (only where an accelerometer is recorded);
+- `heart_rate`: the dominant beat period (autocorrelation peak of the PPG, or
+  of the QRS energy for ECG) is not a rate within `heart_rate_bpm`.
+
+Flat and clipped runs are found on the raw samples at the native rate, where
+"identical" and "at the rail" are exact; everything is vectorized over windows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fractions
+import math
+
+import numpy as np
+from scipy import signal as sps
+
+from ahms_fm.data.recording import DataError, Recording
+
+_HR_RATE_HZ = 32.0  # rate at which beat periods are searched
+_HR_MIN_PERIODICITY = 0.5  # below it, the rate comes from peak intervals instead
+_HR_PEAK_FRACTION = 0.85  # of the highest autocorrelation peak
+REASONS = ("too_short", "nonfinite", "flat", "clipped", "motion", "heart_rate")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModalitySpec:
+    """What a model expects at its input; stored with every dataset and checkpoint."""
+
+    modality: str
+    sample_rate: float
+    window_seconds: float
+    channels: int
+    band_hz: tuple[float, float]
+    normalization: str = "zscore"
+    filter_order: int = 4
+
+    @property
+    def segment_length(self) -> int:
+        return round(self.sample_rate * self.window_seconds)
+
+    @classmethod
+    def from_config(cls, config) -> ModalitySpec:
+        return cls(
+            modality=config.modality,
+            sample_rate=float(config.input.sample_rate),
+            window_seconds=float(config.input.window_seconds),
+            channels=int(config.input.channels),
+            band_hz=tuple(float(b) for b in config.input.band_hz),
+            normalization=config.input.normalization,
+            filter_order=int(config.preprocess.filter_order),
+        )
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["band_hz"] = list(self.band_hz)
+        d["segment_length"] = self.segment_length
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModalitySpec:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in fields}
+        kwargs["band_hz"] = tuple(kwargs["band_hz"])
+        return cls(**kwargs)
+
+    def check_matches(self, other: ModalitySpec, where: str) -> None:
+        """Raise, naming every field that differs, if `other` is not this spec."""
+        diffs = [
+            f"{f.name}: expected {getattr(self, f.name)!r}, got {getattr(other, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(other, f.name)
+        ]
+        if diffs:
+            raise DataError(where, "modality spec does not match: " + "; ".join(diffs))
+
+
+@dataclasses.dataclass(frozen=True)
+class QualitySpec:
+    """Thresholds of the quality checks (see the module docstring)."""
+
+    flat_seconds: float = 1.0
+    max_flat_fraction: float = 0.1
+    max_clipped_fraction: float = 0.05
+    heart_rate_bpm: tuple[float, float] = (30.0, 220.0)
+    max_motion_g: float = 0.2
+
+    @classmethod
+    def from_config(cls, config) -> QualitySpec:
+        q = config.quality
+        return cls(
+            flat_seconds=float(q.flat_seconds),
+            max_flat_fraction=float(q.max_flat_fraction),
+            max_clipped_fraction=float(q.max_clipped_fraction),
+            heart_rate_bpm=tuple(float(b) for b in q.heart_rate_bpm),
+            max_motion_g=float(q.max_motion_g),
+        )
+
+
+@dataclasses.dataclass
+class Segments:
+    """Every window of one recording: the kept ones z-scored, the others with a reason.
+
+    `signal` is `[n, time, channels]` float32 for all n windows (rejected ones
+    too, so callers can inspect them); `reason[i]` is "" for a kept window.
+    """
+
+    signal: np.ndarray
+    offset_s: np.ndarray  # start of each window, seconds from the recording's start
+    heart_rate: np.ndarray  # estimated, beats per minute; NaN where none was found
+    quality: np.ndarray  # height of the autocorrelation peak, in [0, 1]: periodicity
+    reason: np.ndarray  # str per window; "" = kept
+    too_short: bool = False  # the recording held no whole window
+
+    @property
+    def kept(self) -> np.ndarray:
+        return self.reason == ""
+
+    def rejected_counts(self) -> dict[str, int]:
+        counts = {r: int(np.sum(self.reason == r)) for r in REASONS}
+        counts["too_short"] += int(self.too_short)
+        return {r: n for r, n in counts.items() if n}
+
+
+# ----------------------------------------------------------------------------
+# Signal processing on whole recordings, [time, channels].
+# ----------------------------------------------------------------------------
+
+
+def resample(x: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
+    """Polyphase resampling along axis 0 (anti-aliased; exact ratio up to 1/1000)."""
+    if rate == target_rate:
+        return x
+    ratio = fractions.Fraction(target_rate / rate).limit_denominator(1000)
+    if abs(float(ratio) - target_rate / rate) > 1e-6 * target_rate / rate:
+        raise ValueError(f"cannot resample {rate} Hz to {target_rate} Hz with a small ratio")
+    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
+
+
+def bandpass(x: np.ndarray, rate: float, band_hz, order: int, axis: int = 0) -> np.ndarray:
+    """Zero-phase Butterworth band-pass (high-pass alone if the top is at or above Nyquist)."""
+    low, high = band_hz
+    nyquist = rate / 2
+    if low <= 0 and (high <= 0 or high >= nyquist):
+        return x
+    if high <= 0 or high >= nyquist:
+        sos = sps.butter(order, low, "highpass", fs=rate, output="sos")
+    elif low <= 0:
+        sos = sps.butter(order, high, "lowpass", fs=rate, output="sos")
+    else:
+        sos = sps.butter(order, (low, high), "bandpass", fs=rate, output="sos")
+    return sps.sosfiltfilt(sos, x, axis=axis)
+
+
+def zscore(x: np.ndarray, axis: int = -2, eps: float = 1e-6) -> np.ndarray:
+    """Zero mean, unit variance along `axis` (time), for each segment and channel."""
+    mean = x.mean(axis=axis, keepdims=True)
+    std = x.std(axis=axis, keepdims=True)
+    return (x - mean) / np.maximum(std, eps)
+
+
+def _fill_nonfinite(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linearly interpolate NaN/Inf samples (so filters do not smear them); their mask."""
+    bad = ~np.isfinite(x)
+    if not bad.any():
+        return x, bad
+    x = x.copy()
+    t = np.arange(len(x))
+    for c in range(x.shape[1]):
+        ok = ~bad[:, c]
+        x[:, c] = np.interp(t, t[ok], x[ok, c]) if ok.any() else 0.0
+    return x, bad
+
+
+def _constant_runs(x: np.ndarray, min_run: int) -> np.ndarray:
+    """[time] bool: sample lies in a run of >= min_run identical values in some channel."""
+    n = len(x)
+    depth = np.zeros(n + 1, np.int64)
+    if n < 2 or min_run < 2:
+        return depth[:n] > 0
+    for c in range(x.shape[1]):
+        change = np.flatnonzero(np.diff(x[:, c]) != 0) + 1
+        starts = np.concatenate([[0], change])
+        ends = np.concatenate([change, [n]])
+        long = ends - starts >= min_run
+        np.add.at(depth, starts[long], 1)
+        np.add.at(depth, ends[long], -1)
+    return np.cumsum(depth[:n]) > 0
+
+
+def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
+    """Per window: the largest fraction of a channel's raw samples at its min or max.
+
+    A natural wave touches its extremes at a few samples; a saturated one sits
+    there (whatever the rail's level, which differs between devices and gains).
+    """
+    out = np.zeros(len(starts_s))
+    for i, start in enumerate(starts_s):
+        w = x[round(start * rate): round((start + seconds) * rate)]
+        if len(w):
+            lo, hi = np.nanmin(w, axis=0), np.nanmax(w, axis=0)
+            frac = ((w == lo) | (w == hi)).mean(axis=0)
+            out[i] = np.max(np.where(hi > lo, frac, 0.0))
+    return out
+
+
+def _window_fraction(mask: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
+    """Fraction of each window [start, start + seconds) where a [time] mask at `rate` is set."""
+    cs = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    a = np.clip(np.round(starts_s * rate).astype(np.int64), 0, len(mask))
+    b = np.clip(np.round((starts_s + seconds) * rate).astype(np.int64), 0, len(mask))
+    return (cs[b] - cs[a]) / np.maximum(b - a, 1)
+
+
+def _window_std(v: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
+    """Std of a [time] series over each window, by cumulative sums."""
+    v = v - v.mean()
+    s1 = np.concatenate([[0.0], np.cumsum(v)])
+    s2 = np.concatenate([[0.0], np.cumsum(v * v)])
+    a = np.clip(np.round(starts_s * rate).astype(np.int64), 0, len(v))
+    b = np.clip(np.round((starts_s + seconds) * rate).astype(np.int64), 0, len(v))
+    n = np.maximum(b - a, 1)
+    mean = (s1[b] - s1[a]) / n
+    return np.sqrt(np.maximum((s2[b] - s2[a]) / n - mean**2, 0.0))
+
+
+# ----------------------------------------------------------------------------
+# Heart rate from windows, [n, time, channels].
+# ----------------------------------------------------------------------------
+
+
+def estimate_heart_rate(windows: np.ndarray, rate: float, modality: str):
+    """Beats per minute and periodicity of each window, from its autocorrelation.
+
+    PPG: the autocorrelation of each (filtered) channel, averaged over channels.
+    ECG: that of the QRS energy (squared first difference, smoothed over 50 ms),
+    whose only strong period is the beat. The beat period is the first local
+    maximum between 0.2 s and 3 s (20-300 bpm) that reaches 85% of the
+    highest (not a multiple of the period), refined by a parabola. Where that
+    peak is below 0.5 (an irregular rhythm such as atrial fibrillation), the
+    rate is the median interval between prominent peaks instead. Windows with
+    neither get NaN (then rejected as an implausible rate). The periodicity is
+    the autocorrelation peak's height.
+    """
+    x = np.ascontiguousarray(np.asarray(windows, np.float32).transpose(0, 2, 1))
+    return _heart_rate_nct(x, rate, modality)
+
+
+def _heart_rate_nct(x: np.ndarray, rate: float, modality: str):
+    """`estimate_heart_rate` on windows laid out [n, channels, time] (contiguous time)."""
+    if modality == "ecg":
+        e = np.diff(x, axis=-1) ** 2
+        width = max(1, round(0.05 * rate))
+        x = sps.fftconvolve(e, np.full((1, 1, width), 1.0 / width, np.float32), "same", axes=-1)
+    # Beats are below 4 Hz: averaging down to ~32 Hz keeps them and costs less.
+    q = max(1, int(rate // _HR_RATE_HZ))
+    n, channels, length = x.shape
+    length, rate = length // q, rate / q
+    x = x[..., : length * q].reshape(n, channels, length, q).mean(axis=-1)
+    x = x - x.mean(axis=-1, keepdims=True)
+    spectrum = np.fft.rfft(x, n=2 * length, axis=-1)
+    power = (spectrum.real**2 + spectrum.imag**2).mean(axis=1)
+    ac = np.fft.irfft(power, axis=-1)[:, :length]
+    ac = ac / np.maximum(ac[:, :1], 1e-12)
+    lo, hi = max(1, int(0.2 * rate)), min(length - 2, math.ceil(3.0 * rate))
+    mid = ac[:, lo:hi]
+    peak = (mid > ac[:, lo - 1 : hi - 1]) & (mid >= ac[:, lo + 1 : hi + 1])
+    score = np.where(peak, mid, -np.inf)
+    best = score.max(axis=1, keepdims=True)
+    found = np.isfinite(best[:, 0])
+    # Multiples of the period are peaks of nearly the same height: take the first
+    # peak close to the highest.
+    k = np.argmax(score >= _HR_PEAK_FRACTION * best, axis=1)
+    lag = lo + k
+    y0, y1, y2 = (ac[np.arange(n), lag + d] for d in (-1, 0, 1))
+    denom = y0 - 2 * y1 + y2
+    shift = np.where(np.abs(denom) > 1e-12, 0.5 * (y0 - y2) / np.where(denom == 0, 1, denom), 0)
+    bpm = np.where(found, 60.0 * rate / (lag + np.clip(shift, -0.5, 0.5)), np.nan)
+    periodicity = np.where(found, np.clip(y1, 0, 1), 0.0)
+    # Irregular rhythms (atrial fibrillation) have no clear period: there the
+    # median interval between prominent peaks is the rate.
+    for i in np.flatnonzero(periodicity < _HR_MIN_PERIODICITY):
+        wave = x[i].mean(axis=0)
+        peaks, _ = sps.find_peaks(wave, distance=max(1, int(0.2 * rate)),
+                                  prominence=0.5 * wave.std())
+        if len(peaks) >= 3:
+            bpm[i] = 60.0 * rate / np.median(np.diff(peaks))
+    return bpm, periodicity
+
+
+# ----------------------------------------------------------------------------
+# Recordings to segments.
+# ----------------------------------------------------------------------------
+
+
+def segment_array(
+    signal: np.ndarray,
+    sample_rate: float,
+    spec: ModalitySpec,
+    quality: QualitySpec | None = None,
+    *,
+    hop_seconds: float = 0.0,
+    accel: np.ndarray | None = None,
+    accel_rate: float = 0.0,
+    source: str = "<array>",
+) -> Segments:
+    """Preprocess one continuous `[time, channels]` recording into segments.
+
+    With `quality=None` only non-finite windows are rejected (inference on
+    signals the caller vouches for).
+    """
+    x = np.asarray(signal, np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2:
+        raise DataError(source, f"signal must be [time, channels], got shape {x.shape}")
+    if x.shape[1] != spec.channels:
+        raise DataError(
+            source, f"{x.shape[1]} channel(s), but the {spec.modality} spec expects {spec.channels}"
+        )
+    length = spec.segment_length
+    hop_s = hop_seconds or spec.window_seconds
+    duration = len(x) / sample_rate
+    count = math.floor((duration - spec.window_seconds) / hop_s + 1e-9) + 1
+    if duration + 1e-9 < spec.window_seconds or count <= 0:
+        empty = np.zeros((0, length, spec.channels), np.float32)
+        none = np.zeros(0)
+        return Segments(empty, none, none, none, np.zeros(0, "<U10"), too_short=True)
+    starts_s = np.arange(count) * hop_s
+
+    filled, nonfinite = _fill_nonfinite(x)
+    y = resample(filled, sample_rate, spec.sample_rate)
+    y = bandpass(y, spec.sample_rate, spec.band_hz, spec.filter_order)
+    if len(y) < round(starts_s[-1] * spec.sample_rate) + length:  # resampler rounding
+        y = np.pad(y, ((0, length), (0, 0)), mode="edge")
+    idx = np.round(starts_s * spec.sample_rate).astype(np.int64)[:, None] + np.arange(length)
+    windows = y[idx]  # [n, length, channels]
+
+    reason = np.full(count, "", dtype="<U10")
+
+    def reject(name, bad):
+        reason[(reason == "") & bad] = name
+
+    w = spec.window_seconds
+    reject("nonfinite", _window_fraction(nonfinite.any(1), sample_rate, starts_s, w) > 0)
+    bpm, periodicity = estimate_heart_rate(windows, spec.sample_rate, spec.modality)
+    if quality is not None:
+        min_run = max(2, round(quality.flat_seconds * sample_rate))
+        flat = _window_fraction(_constant_runs(x, min_run), sample_rate, starts_s, w)
+        reject("flat", flat > quality.max_flat_fraction)
+        clipped = _clipped_fraction(x, sample_rate, starts_s, w)
+        reject("clipped", clipped > quality.max_clipped_fraction)
+        if accel is not None and len(accel):
+            magnitude = np.linalg.norm(np.asarray(accel, np.float64), axis=1)
+            reject("motion", _window_std(magnitude, accel_rate, starts_s, w) > quality.max_motion_g)
+        lo, hi = quality.heart_rate_bpm
+        reject("heart_rate", ~((bpm >= lo) & (bpm <= hi)))
+
+    out = zscore(windows).astype(np.float32)
+    return Segments(out, starts_s, bpm, periodicity, reason)
+
+
+def segment_recording(
+    rec: Recording, spec: ModalitySpec, quality: QualitySpec | None, hop_seconds: float = 0.0
+) -> Segments:
+    """`segment_array` on a reader's `Recording` (its accelerometer used for motion)."""
+    return segment_array(
+        rec.signal, rec.sample_rate, spec, quality, hop_seconds=hop_seconds,
+        accel=rec.accel, accel_rate=rec.accel_rate, source=rec.source,
+    )
+
+
+def preprocess_windows(
+    windows: np.ndarray, spec: ModalitySpec, quality: QualitySpec | None
+) -> Segments:
+    """The same steps for a batch of raw windows already at the spec's rate.
+
+    Each window `[n, time, channels]` is treated as a recording of its own (the
+    synthetic cohort draws segments independently); filtering runs in float32
+    along contiguous memory, which is 4x faster than float64 here and well
+    within the 3 digits stored.
+    """
+    raw = np.asarray(windows)
+    n, length, channels = raw.shape
+    if (length, channels) != (spec.segment_length, spec.channels):
+        raise DataError("<windows>", f"windows {raw.shape[1:]} do not match the spec "
+                        f"({spec.segment_length}, {spec.channels})")
+    nonfinite = ~np.isfinite(raw).all(axis=(1, 2))
+    # Work along contiguous time, [n, channels, time]: reductions over a strided
+    # axis of 4 channels cost several times more.
+    raw_t = np.ascontiguousarray(raw.transpose(0, 2, 1))
+    x = np.nan_to_num(raw_t, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    x = bandpass(x, spec.sample_rate, spec.band_hz, spec.filter_order, axis=-1)
+    reason = np.where(nonfinite, "nonfinite", "").astype("<U10")
+    bpm, periodicity = _heart_rate_nct(x, spec.sample_rate, spec.modality)
+    if quality is not None:
+        lo, hi = quality.heart_rate_bpm
+        # Window-level flat/clipped on the raw samples, like `segment_array`.
+        min_run = max(2, round(quality.flat_seconds * spec.sample_rate))
+        flat = np.zeros(n)
+        for i in np.flatnonzero((np.diff(raw_t, axis=-1) == 0).any(axis=(1, 2))):
+            flat[i] = _constant_runs(raw[i], min_run).mean()
+        lo_v, hi_v = raw_t.min(axis=-1, keepdims=True), raw_t.max(axis=-1, keepdims=True)
+        clipped = ((raw_t == lo_v) | (raw_t == hi_v)).mean(axis=-1).max(axis=-1)
+        for name, bad in (
+            ("flat", flat > quality.max_flat_fraction),
+            ("clipped", clipped > quality.max_clipped_fraction),
+            ("heart_rate", ~((bpm >= lo) & (bpm <= hi))),
+        ):
+            reason[(reason == "") & bad] = name
+    x = zscore(x, axis=-1).transpose(0, 2, 1).astype(np.float32)
+    return Segments(x, np.zeros(n), bpm, periodicity, reason)

@@ -107,7 +107,8 @@ def features(spec: ModalitySpec, storage_dtype: str) -> tfds.features.FeaturesDi
         "recording": f.Text(),
         "segment": np.int32,
         "offset_s": np.float32,
-        "start_time": np.float64,
+        # Raw bytes: TFDS stores float scalars as float32, too coarse for unix seconds.
+        "start_time": f.Tensor(shape=(), dtype=np.float64, encoding=f.Encoding.BYTES),
         "heart_rate": np.float32,
         "quality": np.float32,
         "label": f.Text(),
@@ -245,10 +246,19 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
     renames it at the end, so an interrupted run leaves no dataset behind."""
     builder = make_builder(source, spec, data_dir, storage_dtype=storage_dtype,
                            progress=progress)
+    tfds.disable_progress_bar()  # per-split bars; callers show one over participants
     mode = (tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS if not overwrite
             else tfds.download.GenerateMode.FORCE_REDOWNLOAD)
     config = tfds.download.DownloadConfig(download_mode=mode)
-    builder.download_and_prepare(download_config=config)
+    try:
+        builder.download_and_prepare(download_config=config)
+    except AssertionError as e:  # TFDS's words for an empty split
+        if "No examples were yielded" not in str(e):
+            raise
+        raise ValueError(
+            f"{source.name}: {str(e).rstrip('.')}. Every participant of that split was rejected or "
+            "unreadable; see the quality settings, or use more participants."
+        ) from e
     return Path(builder.data_dir)
 
 

@@ -277,6 +277,8 @@ class Split:
     spec: ModalitySpec
     participants: list[dict]  # the whole table (all splits)
     ranges: np.ndarray  # [participants in split, 3]: participant_index, first, count
+    files: list[str]  # the split's ArrayRecord shards, in record order
+    storage_dtype: str
 
     def __len__(self):
         return len(self.records)
@@ -321,5 +323,7 @@ def load_split(path, split: str) -> Split:
     if ranges[:, 2].sum() != len(records):
         raise ValueError(f"{path}: split {split} has {len(records)} records, but its "
                          f"participant index covers {ranges[:, 2].sum()}")
+    info = builder.info.splits[split]
+    files = [str(f) for f in info.filepaths]
     return Split(path, split, records, ModalitySpec.from_dict(meta["modality_spec"]),
-                 meta["participants"], ranges)
+                 meta["participants"], ranges, files, meta["storage_dtype"])

@@ -22,6 +22,13 @@ setup(
         "chex>=0.1.90",
         "numpy>=1.26",
         "scipy>=1.13",
+        "tqdm>=4.66",
+        # Readers of recordings (ahms_fm/data/readers.py).
+        "wfdb>=4.1",
+        "pyedflib>=0.1.38",
+        "openpyxl>=3.1",
+        "pandas>=2.0",
+        "pyarrow>=14",
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8"],

@@ -107,17 +107,27 @@ def test_recording_source_skips_or_stops_on_a_bad_file(tmp_path):
             raise DataError(tmp_path / "bad.csv", "row 17: 'abc' is not a number")
         return [Recording(pid, f"{pid}-1", np.sin(2 * np.pi * 1.2 * t), 64.0, f"{pid}.csv")]
 
-    def recordings(wanted):
-        return [(f"{p}.csv", lambda p=p: load(p)) for p in sorted(wanted)]
+    def reader(on_error):
+        def recordings(wanted, errors):
+            for p in sorted(wanted):
+                try:
+                    yield from load(p)
+                except DataError as e:  # the readers' skip policy
+                    if on_error == "raise":
+                        raise
+                    errors.append((e.path, e.problem))
+        return recordings
 
     ids = {p: {} for p in ["bad", *(f"ok{i}" for i in range(29))]}
-    src = recording_source("skip_ds", "", ids, recordings, spec, QualitySpec(), on_error="skip")
+    src = recording_source("skip_ds", "", ids, reader("skip"), spec, QualitySpec(),
+                           on_error="skip")
     path = D.build(src, spec, tmp_path)
     meta = D.load_metadata(path)
     errors = meta["summary"]["errors"]
     assert errors == [[str(tmp_path / "bad.csv"), "row 17: 'abc' is not a number"]]
     assert meta["summary"]["participants_with_segments"] == 29  # everyone else is there
-    src = recording_source("stop_ds", "", ids, recordings, spec, QualitySpec(), on_error="raise")
+    src = recording_source("stop_ds", "", ids, reader("raise"), spec, QualitySpec(),
+                           on_error="raise")
     with pytest.raises(DataError, match=r"bad\.csv: row 17"):
         D.build(src, spec, tmp_path)
     with pytest.raises(FileNotFoundError):

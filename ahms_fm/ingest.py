@@ -1,0 +1,100 @@
+"""Recordings -> a TFDS dataset (ArrayRecord), with a progress bar and a summary.
+
+    python -m ahms_fm.ingest --config configs/ppg.py[:variant] [--config.key=value ...]
+    ahms-fm ingest --config configs/ecg.py:cinc2017
+
+The config's `data.dataset` picks the source (`synthetic_ppg`, `synthetic_ecg`,
+`stress_predict`, `ppg_bp`, `cinc2017`, or any other name for a bring-your-own
+folder described by `data.byo_spec`); `input`, `preprocess` and `quality` say
+how recordings become segments. The dataset goes to `data.data_dir`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+from absl import app, flags
+from ml_collections import config_flags
+from tqdm.auto import tqdm
+
+from ahms_fm.data import dataset, sources
+from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
+
+
+def source_from_config(config) -> dataset.Source:
+    """The `Source` that `config.data` describes."""
+    spec, quality = ModalitySpec.from_config(config), QualitySpec.from_config(config)
+    d = config.data
+    if d.dataset == f"synthetic_{config.modality}":
+        return sources.synthetic_source(
+            spec, quality, participants=d.participants,
+            segments_per_participant=d.segments_per_participant, seed=d.synthetic_seed,
+        )
+    kwargs = dict(hop_seconds=config.preprocess.hop_seconds, on_error=d.on_error)
+    if d.dataset in sources.PUBLIC:
+        if not d.source_dir:
+            raise ValueError(f"data.source_dir must point at the {d.dataset} download")
+        return sources.PUBLIC[d.dataset](d.source_dir, spec, quality, **kwargs)
+    if not d.byo_spec:
+        raise ValueError(
+            f"unknown dataset {d.dataset!r}: use synthetic_{config.modality}, one of "
+            f"{sorted(sources.PUBLIC)}, or describe your own folder with data.byo_spec"
+        )
+    return sources.byo_source(d.dataset, d.source_dir, d.byo_spec, spec, quality, **kwargs)
+
+
+def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
+    """Build the dataset `config` describes (reused if it exists); returns its folder."""
+    source = source_from_config(config)
+    spec = ModalitySpec.from_config(config)
+    tfds.disable_progress_bar()  # ours counts participants over all splits
+    bar = tqdm(total=len(source.participants), unit="participant", disable=not progress,
+               desc=f"ingest {source.name}")
+    try:
+        path = dataset.build(source, spec, config.data.data_dir, overwrite=overwrite,
+                             storage_dtype=config.preprocess.storage_dtype, progress=bar.update)
+    finally:
+        bar.close()
+    return path
+
+
+def format_summary(path) -> str:
+    """The ingestion summary stored with a dataset, as lines of text."""
+    meta = dataset.load_metadata(path)
+    s = meta["summary"]
+    rejected = s["rejected"]
+    total_rejected = sum(rejected.values())
+    split_counts = {k: sum(r[2] for r in v) for k, v in meta["ranges"].items()}
+    lines = [
+        f"dataset: {path}",
+        f"participants: {s['participants']} ({s['participants_with_segments']} with segments)",
+        f"segments kept: {s['segments_kept']}  "
+        + "  ".join(f"{k} {n}" for k, n in split_counts.items()),
+        f"segments rejected: {total_rejected}"
+        + ("  (" + ", ".join(f"{r} {rejected[r]}" for r in REASONS if rejected.get(r)) + ")"
+           if total_rejected else ""),
+    ]
+    if s["errors"]:
+        lines.append(f"files skipped: {len(s['errors'])}")
+        lines += [f"  {p}: {why}" for p, why in s["errors"]]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    path = ingest(_CONFIG.value, overwrite=_OVERWRITE.value)
+    print(format_summary(path))
+
+
+def run(argv=None):
+    flags.mark_flags_as_required(["config"])
+    app.run(main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    run()

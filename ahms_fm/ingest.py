@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import tensorflow_datasets as tfds
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm.auto import tqdm
 
@@ -87,6 +87,7 @@ def format_summary(path) -> str:
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)  # TFDS logs every shard it writes
     path = ingest(_CONFIG.value, overwrite=_OVERWRITE.value)
     print(format_summary(path))
 

@@ -58,6 +58,7 @@ class SegmentBatch:
     reason: np.ndarray  # "" = kept
     label: list[str] | None = None
     too_short: int = 0  # recordings without one whole window
+    owner: str = ""  # the participant of a one-recording batch (even without segments)
 
 
 @dataclasses.dataclass
@@ -167,7 +168,7 @@ class _SegmentBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         # Integer keys kept in order (no shuffling); spread over TFDS's 128-bit key
         # space so its on-disk buckets split the data evenly (bounded memory).
         stride = (1 << 128) // max(len(ids), 1)
-        within, dtype = {}, np.dtype(self._storage_dtype)
+        within, dtype, visited = {}, np.dtype(self._storage_dtype), set()
         for batch in self._source.segments(ids):
             self._count(batch)
             if batch.participant and batch.participant[0] not in rank:
@@ -189,7 +190,9 @@ class _SegmentBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                     "quality": float(batch.quality[i]),
                     "label": batch.label[i] if batch.label else "",
                 }
-            self._progress(len(set(batch.participant)))
+            new = {batch.owner} if batch.owner else set(batch.participant)
+            self._progress(len(new - visited))
+            visited |= new
         first = 0
         for p in ids:
             count = within.get(p, 0)

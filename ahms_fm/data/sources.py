@@ -119,7 +119,7 @@ def recording_source(
                 start_time=rec.start_time + s.offset_s, signal=s.signal,
                 heart_rate=s.heart_rate, quality=s.quality, reason=s.reason,
                 label=segment_label(rec, s.offset_s) if segment_label and n else None,
-                too_short=int(s.too_short),
+                too_short=int(s.too_short), owner=rec.participant,
             )
 
     source.segments = segments

@@ -1,0 +1,96 @@
+"""Ingestion end to end: the real datasets in ../shared/data and the synthetic cohort."""
+
+import collections
+
+import numpy as np
+import pytest
+from conftest import load_config
+
+from ahms_fm.data import dataset as D
+from ahms_fm.ingest import format_summary, ingest
+
+
+def _config(tmp_path, shared_data, name, variant, folder):
+    source = shared_data / folder
+    if not source.is_dir():
+        pytest.skip(f"{source} is absent")
+    config = load_config(name, variant)
+    config.data.data_dir = str(tmp_path)
+    config.data.source_dir = str(source)
+    return config
+
+
+def _check_splits(path):
+    """No participant in two splits; the table's split agrees with where records are."""
+    meta = D.load_metadata(path)
+    split_of = {row["participant_index"]: row["split"] for row in meta["participants"]}
+    owners = {}
+    for split in D.SPLITS:
+        sp = D.load_split(path, split)
+        for i in set(sp.participant_of_record.tolist()):
+            assert split_of[i] == split and i not in owners
+            owners[i] = split
+        rows = np.random.default_rng(0).choice(len(sp), size=min(len(sp), 20), replace=False)
+        for r in rows:  # records hold what the participant index says
+            rec = sp.records[int(r)]
+            assert rec["participant_index"] == sp.participant_of_record[r]
+            assert np.all(np.isfinite(rec["signal"]))
+    return meta
+
+
+def test_cinc2017(tmp_path, shared_data):
+    config = _config(tmp_path, shared_data, "ecg", "cinc2017", "cinc2017")
+    path = ingest(config, progress=False)
+    meta = _check_splits(path)
+    s = meta["summary"]
+    # Whole 30 s windows per record, from the headers' first lines (rate, length).
+    seconds = [int(h.read_text().split()[3]) / int(h.read_text().split()[2])
+               for h in sorted((shared_data / "cinc2017").glob("*.hea"))]
+    windows = sum(int(x // 30) for x in seconds)
+    assert s["participants"] == 201 == len(seconds)
+    assert s["rejected"]["too_short"] == sum(x < 30 for x in seconds)
+    assert s["segments_kept"] + sum(s["rejected"].values()) - s["rejected"]["too_short"] == windows
+    sp = D.load_split(path, "train")
+    assert sp.spec.sample_rate == 128.0 and sp.records[0]["signal"].shape == (3840, 1)
+    labels = collections.Counter(row["rhythm"] for row in meta["participants"])
+    assert labels == {"N": 100, "O": 47, "A": 34, "~": 20}
+    assert all(row["af"] == (row["rhythm"] == "A") for row in meta["participants"])
+    assert "segments kept: " in format_summary(path)
+
+
+def test_ppg_bp(tmp_path, shared_data):
+    config = _config(tmp_path, shared_data, "ppg", "ppg_bp", "ppg_bp")
+    path = ingest(config, progress=False)
+    meta = _check_splits(path)
+    s = meta["summary"]
+    # 219 subjects x 3 files of 2.1 s (two of 4.2 s): one 2 s window each (two for those).
+    assert s["participants"] == 219
+    assert s["segments_kept"] + sum(s["rejected"].values()) == 657 + 2
+    assert s["segments_kept"] > 600
+    sp = D.load_split(path, "validation")
+    assert sp.records[0]["signal"].shape == (128, 1)
+    ages = [row["age"] for row in meta["participants"]]
+    assert min(ages) >= 20 and max(ages) <= 90
+    assert {row["sex"] for row in meta["participants"]} == {0, 1}
+
+
+def test_stress_predict(tmp_path, shared_data):
+    config = _config(tmp_path, shared_data, "ppg", "stress_predict", "stress_predict")
+    path = ingest(config, progress=False)
+    meta = _check_splits(path)
+    s = meta["summary"]
+    assert s["participants"] == 35 == s["participants_with_segments"]
+    assert 1_700 < s["segments_kept"] + sum(s["rejected"].values()) < 2_100  # 51-60 min each
+    sp = D.load_split(path, "train")
+    phases = collections.Counter(sp.records[i]["label"].decode() for i in range(len(sp)))
+    assert {"stroop_test", "interview", "hyperventilation", "relax"} <= set(phases)
+    rec = sp.records[0]
+    assert rec["signal"].shape == (3840, 1) and 1.6e9 < rec["start_time"] < 1.7e9
+    # The estimated rate tracks the E4's own heart rate (HR.csv) participant by participant.
+    table = {row["participant"]: row["mean_hr"] for row in meta["participants"]}
+    rates = collections.defaultdict(list)
+    for i in range(len(sp)):
+        r = sp.records[i]
+        rates[r["participant"].decode()].append(r["heart_rate"])
+    est, device = np.array([(np.median(v), table[p]) for p, v in rates.items()]).T
+    assert np.corrcoef(est, device)[0, 1] > 0.85 and np.mean(np.abs(est - device)) < 5

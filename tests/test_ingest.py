@@ -94,3 +94,60 @@ def test_stress_predict(tmp_path, shared_data):
         rates[r["participant"].decode()].append(r["heart_rate"])
     est, device = np.array([(np.median(v), table[p]) for p, v in rates.items()]).T
     assert np.corrcoef(est, device)[0, 1] > 0.85 and np.mean(np.abs(est - device)) < 5
+
+
+def _byo_cohort(root, n=12, corrupt=None):
+    """A folder per participant with one 2.5-minute CSV (time, ppg) at 50 Hz, plus labels."""
+    rng = np.random.default_rng(0)
+    rows = ["participant,age,smoker"]
+    for i in range(n):
+        pid = f"sub{i:02d}"
+        (root / pid).mkdir(parents=True)
+        t = np.arange(150 * 50) / 50.0
+        x = np.sin(2 * np.pi * (1.0 + 0.02 * i) * t) + 0.05 * rng.normal(size=t.size)
+        lines = ["time,ppg"] + [f"{a:.3f},{b:.5f}" for a, b in zip(t, x, strict=True)]
+        if pid == corrupt:
+            lines[500] = "10.0,nan"
+        (root / pid / "day1.csv").write_text("\n".join(lines))
+        rows.append(f"{pid},{30 + i},{'yes' if i % 3 == 0 else 'no'}")
+    (root / "participants.csv").write_text("\n".join(rows))
+    spec = root / "cohort.json"
+    spec.write_text('{"pattern": "*/*.csv", "channels": ["ppg"]}')
+    return spec
+
+
+def _byo_config(tmp_path, spec, on_error="raise"):
+    config = load_config("ppg", "stress_predict")  # one PPG channel at 64 Hz
+    config.data.dataset = "my_cohort"
+    config.data.source_dir = str(spec.parent)
+    config.data.byo_spec = str(spec)
+    config.data.data_dir = str(tmp_path / "datasets")
+    config.data.on_error = on_error
+    return config
+
+
+def test_bring_your_own_folder(tmp_path):
+    spec = _byo_cohort(tmp_path / "cohort")
+    path = ingest(_byo_config(tmp_path, spec), progress=False)
+    meta = _check_splits(path)
+    assert meta["summary"]["participants"] == 12 and meta["summary"]["segments_kept"] == 24
+    row = next(r for r in meta["participants"] if r["participant"] == "sub03")
+    assert row["age"] == 33 and row["smoker"] is True
+    rec = D.load_split(path, "train").records[0]
+    assert rec["signal"].shape == (3840, 1)  # resampled from 50 Hz to 64 Hz
+    assert abs(rec["heart_rate"] - 60 * (1.0 + 0.02 * rec["participant_index"])) < 1.0
+
+
+def test_a_corrupt_file_stops_the_run_or_is_skipped_by_name(tmp_path):
+    from ahms_fm.data.recording import DataError
+
+    spec = _byo_cohort(tmp_path / "cohort", corrupt="sub04")
+    bad = str(tmp_path / "cohort" / "sub04" / "day1.csv")
+    with pytest.raises(DataError, match=r"sub04/day1\.csv"):
+        ingest(_byo_config(tmp_path, spec, "raise"), progress=False)
+    with pytest.raises(FileNotFoundError):  # nothing that looks like a dataset was left
+        D.dataset_dir(tmp_path / "datasets", "my_cohort")
+    path = ingest(_byo_config(tmp_path, spec, "skip"), progress=False)
+    errors = D.load_metadata(path)["summary"]["errors"]
+    assert [e[0] for e in errors] == [bad] and "nan" in errors[0][1].lower()
+    assert f"{bad}:" in format_summary(path)

@@ -225,7 +225,9 @@ class _SegmentBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             "participants": table,
             "ranges": {s: [list(r) for r in self._ranges[s]] for s in SPLITS},
             "summary": {**self._summary, "participants": len(ids),
-                        "errors": [list(e) for e in self._source.errors]},
+                        # unique: each split's pass may meet the same bad file
+                        "errors": [list(e) for e in dict.fromkeys(
+                            tuple(e) for e in self._source.errors)]},
         }))
 
 

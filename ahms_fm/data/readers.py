@@ -710,12 +710,13 @@ def _participant_of(path: Path, root: Path, spec: ByoSpec) -> str:
 
 
 def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
-                errors: list | None = None) -> Iterator[Recording]:
+                errors: list | None = None, only=None) -> Iterator[Recording]:
     """Lazily read every recording of a bring-your-own cohort described by `spec`.
 
     The root, the spec, the participants table and the file listing are checked now (and
     raise); each file is read when iterated, its problems handled by on_error/errors, like a
-    participant missing from the table.
+    participant missing from the table. With `only` (a set of participant ids), files of
+    other participants are passed over without being read.
     """
     _check_policy(on_error, errors)
     spec = spec if isinstance(spec, ByoSpec) else ByoSpec.from_dict(spec)
@@ -742,8 +743,14 @@ def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
         rec_id = path.relative_to(root).with_suffix("").as_posix()
         return read_file(path, spec.sample_rate, spec.channels, pid, rec_id)
 
+    def wanted(path: Path) -> bool:
+        if only is None:
+            return True
+        pid = _attempt(lambda: _participant_of(path, root, spec), on_error, errors)
+        return pid is not None and (pid in only or (known is not None and pid not in known))
+
     def recordings():
-        for path in paths:
+        for path in filter(wanted, paths):
             rec = _attempt(lambda p=path: read(p), on_error, errors)
             if rec is not None:
                 yield rec

@@ -200,7 +200,7 @@ def byo_source(name, root, spec_file, spec, quality, *, hop_seconds=0.0, on_erro
         table = readers.read_participants_csv(root / byo.participants_csv, byo.id_column)
 
     def recordings(wanted, errors):
-        it = readers.scan_folder(root, byo, on_error=on_error, errors=errors)
+        it = readers.scan_folder(root, byo, on_error=on_error, errors=errors, only=wanted)
         return (rec for rec in it if rec.participant in wanted)
 
     if not table:  # unlabelled cohort: participants are whoever the files name

@@ -171,3 +171,25 @@ def test_modality_spec_round_trip_and_mismatch_message():
     other = ModalitySpec("ppg", 128.0, 60.0, 1, (0.5, 8.0))
     with pytest.raises(DataError, match=r"ckpt: .*sample_rate: expected 64.0, got 128.0.*channels"):
         spec.check_matches(other, "ckpt")
+
+
+def test_vectorized_flat_runs_match_a_run_by_run_count():
+    from ahms_fm.data.preprocess import _flat_fraction
+
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        x = np.round(rng.normal(size=(3, 2, 300)) * rng.uniform(0.2, 3)).astype(np.float32)
+        x[:, :, 50: 50 + rng.integers(0, 80)] = 1.0
+        min_run = int(rng.integers(2, 12))
+        expected = []
+        for window in x:  # runs of identical values, walked one by one
+            covered = np.zeros(300, bool)
+            for channel in window:
+                start = 0
+                for j in range(1, 301):
+                    if j == 300 or channel[j] != channel[start]:
+                        if j - start >= min_run:
+                            covered[start:j] = True
+                        start = j
+            expected.append(covered.mean())
+        np.testing.assert_allclose(_flat_fraction(x, min_run), expected)

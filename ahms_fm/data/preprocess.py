@@ -209,6 +209,33 @@ def _constant_runs(x: np.ndarray, min_run: int) -> np.ndarray:
     return np.cumsum(depth[:n]) > 0
 
 
+def _flat_fraction(x: np.ndarray, min_run: int) -> np.ndarray:
+    """[n] fraction of samples of each [n, channels, time] window that lie in a run of at
+    least `min_run` identical values in some channel (vectorized `_constant_runs`)."""
+    n, _, length = x.shape
+    same = np.diff(x, axis=-1) == 0  # [n, c, length - 1]
+    k = min_run - 1  # a run of min_run samples is k equal steps in a row
+    if k < 1 or length <= k:
+        return np.zeros(n)
+    c = np.concatenate([np.zeros((*same.shape[:2], 1), np.int32),
+                        np.cumsum(same, axis=-1, dtype=np.int32)], axis=-1)
+    starts = (c[..., k:] - c[..., :-k]) == k  # steps j..j+k-1 all equal
+    out = np.zeros(n)
+    rows = np.flatnonzero(starts.any(axis=(1, 2)))
+    if len(rows) == 0:
+        return out
+    starts = starts[rows]
+    # Samples j..j+k are in the run that starts at step j: covered[j] counts the
+    # starts in [j - k, j], a difference of a cumulative sum padded at both ends.
+    d = np.cumsum(starts, axis=-1, dtype=np.int32)
+    pad_lo = np.zeros((*d.shape[:2], k + 1), np.int32)
+    pad_hi = np.repeat(d[..., -1:], length + 1 - d.shape[-1], axis=-1)
+    ext = np.concatenate([pad_lo, d, pad_hi], axis=-1)  # ext[m + k + 1] = starts[:m + 1].sum()
+    covered = (ext[..., k + 1: k + 1 + length] - ext[..., :length]) > 0
+    out[rows] = covered.any(axis=1).mean(axis=-1)
+    return out
+
+
 def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
     """Per window: the largest fraction of a channel's raw samples at its min or max.
 
@@ -418,9 +445,7 @@ def preprocess_windows(
         lo, hi = quality.heart_rate_bpm
         # Window-level flat/clipped on the raw samples, like `segment_array`.
         min_run = max(2, round(quality.flat_seconds * spec.sample_rate))
-        flat = np.zeros(n)
-        for i in np.flatnonzero((np.diff(raw_t, axis=-1) == 0).any(axis=(1, 2))):
-            flat[i] = _constant_runs(raw[i], min_run).mean()
+        flat = _flat_fraction(raw_t, min_run)
         lo_v, hi_v = raw_t.min(axis=-1, keepdims=True), raw_t.max(axis=-1, keepdims=True)
         clipped = ((raw_t == lo_v) | (raw_t == hi_v)).mean(axis=-1).max(axis=-1)
         for name, bad in (

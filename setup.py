@@ -35,5 +35,5 @@ setup(
         "tpu": ["jax[tpu]>=0.7"],
         "gpu": ["jax[cuda12]>=0.7"],
     },
-    entry_points={"console_scripts": ["ahms-fm=ahms_fm.main:run"]},
+    entry_points={"console_scripts": ["ahms-fm=ahms_fm.cli:run"]},
 )

@@ -22,9 +22,6 @@ from tqdm.auto import tqdm
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
-
 
 def source_from_config(config) -> dataset.Source:
     """The `Source` that `config.data` describes."""
@@ -85,15 +82,18 @@ def format_summary(path) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)  # TFDS logs every shard it writes
-    path = ingest(_CONFIG.value, overwrite=_OVERWRITE.value)
-    print(format_summary(path))
-
-
 def run(argv=None):
+    """Command line (flags are defined here, so importing this module defines none)."""
+    config = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
+    overwrite = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
     flags.mark_flags_as_required(["config"])
+
+    def main(argv):
+        del argv
+        logging.set_verbosity(logging.WARNING)  # TFDS logs every shard it writes
+        path = ingest(config.value, overwrite=overwrite.value)
+        print(format_summary(path))
+
     app.run(main, argv=argv or sys.argv)
 
 

@@ -1,0 +1,27 @@
+"""The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`.
+
+Each subcommand is its own absl program (python -m ahms_fm.main, python -m
+ahms_fm.ingest); this only picks one, so their flags never meet.
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = ("train", "ingest")
+
+
+def run():
+    command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "train"
+    if command not in COMMANDS:
+        sys.exit(f"ahms-fm: unknown command {command!r}; commands: {', '.join(COMMANDS)}")
+    argv = [f"{sys.argv[0]} {command}", *sys.argv[2 if len(sys.argv) > 1 and
+                                                    sys.argv[1] == command else 1:]]
+    if command == "ingest":
+        from ahms_fm import ingest
+
+        return ingest.run(argv)
+    from ahms_fm import main
+
+    sys.argv = argv
+    return main.run()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import tensorflow_datasets as tfds
 from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm.auto import tqdm
@@ -49,7 +48,6 @@ def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
     """Build the dataset `config` describes (reused if it exists); returns its folder."""
     source = source_from_config(config)
     spec = ModalitySpec.from_config(config)
-    tfds.disable_progress_bar()  # ours counts participants over all splits
     bar = tqdm(total=len(source.participants), unit="participant", disable=not progress,
                desc=f"ingest {source.name}")
     try:
@@ -66,7 +64,7 @@ def format_summary(path) -> str:
     s = meta["summary"]
     rejected = s["rejected"]
     total_rejected = sum(rejected.values())
-    split_counts = {k: sum(r[2] for r in v) for k, v in meta["ranges"].items()}
+    split_counts = s["split_segments"]
     lines = [
         f"dataset: {path}",
         f"participants: {s['participants']} ({s['participants_with_segments']} with segments)",

@@ -1,4 +1,4 @@
-"""Segment datasets: splits by participant, contiguous participant ranges, atomic writes."""
+"""Segment datasets: splits by participant, the record -> participant index, atomic writes."""
 
 import numpy as np
 import pytest
@@ -83,6 +83,7 @@ def test_interrupted_build_leaves_no_dataset(tmp_path):
         D.build(toy_source(name="broken", fail_at=13), SPEC, tmp_path)
     with pytest.raises(FileNotFoundError, match="no prepared dataset 'broken'"):
         D.dataset_dir(tmp_path, "broken")
+    assert not list((tmp_path / "broken").iterdir())  # no temporary folder left either
     path = D.build(toy_source(name="broken"), SPEC, tmp_path)  # a clean rerun completes
     assert D.dataset_dir(tmp_path, "broken") == path
 
@@ -132,3 +133,11 @@ def test_recording_source_skips_or_stops_on_a_bad_file(tmp_path):
         D.build(src, spec, tmp_path)
     with pytest.raises(FileNotFoundError):
         D.dataset_dir(tmp_path, "stop_ds")
+
+
+def test_many_shards_keep_record_order(tmp_path):
+    path = D.build(toy_source(name="sharded"), SPEC, tmp_path, shard_bytes=4_000)
+    sp = D.load_split(path, "train")
+    assert len(sp.files) > 5 and all(f.endswith(f"-of-{len(sp.files):05d}") for f in sp.files)
+    for r in range(len(sp)):
+        assert int(sp.records[r]["signal"][0, 0]) == sp.participant_of_record[r]

@@ -42,11 +42,12 @@ def test_segment_level_pairs_are_the_same_segment(train):
 
 
 def test_single_segment_participants_are_skipped_and_counted(train):
-    counts = train.ranges[:, 2]
+    ranges = train.grouped[1]
+    counts = ranges[:, 2]
     p = pair_pipeline(train, global_batch=1, seed=0, num_epochs=1)
     assert p.skipped["participants_single_segment"] == int(np.sum(counts == 1)) > 0
     assert p.eligible == int(counts[counts >= 2].sum())
-    singles = set(train.ranges[counts == 1, 0])
+    singles = set(ranges[counts == 1, 0])
     seen = [tuple(x[0] for x in ids(b["view_a"])) for b in p]
     assert len(seen) == p.eligible  # each eligible segment once per epoch as the anchor
     assert len(set(seen)) == len(seen) and not {s[0] for s in seen} & singles

@@ -12,15 +12,17 @@ One record per kept segment:
 | `heart_rate`, `quality` | estimated rate (bpm) and periodicity in [0, 1] |
 | `label` | a per-segment label where the source has one (e.g. a task phase), else "" |
 
-Splits are by participant, 80/10/10, from a hash of the id (deterministic, and
-the same participant lands in the same split whatever else the cohort holds
-when sizes allow). Records are written in participant order, so each split's
-metadata can give every participant's records as one contiguous range; the
-participant table (labels and split), the modality spec and the ingestion
-summary are in the TFDS metadata, written inside TFDS's temporary folder, so a
-dataset is either complete with all of them or not there at all.
+Splits are by participant, 80/10/10, from a hash of the id (deterministic).
+Next to each split's shards, `<name>-<split>.participants.npy` gives every
+record's participant index (what pairing needs, without reading records);
+`ahms_fm.json` holds the participant table (labels and split), the modality
+spec and the ingestion summary. Records stream straight into ArrayRecord
+shards (bounded memory; TFDS's own writer needs TensorFlow to spill to disk)
+and `tfds.folder_dataset.write_metadata` makes the folder a TFDS dataset.
+Everything is written into a temporary folder renamed at the very end, so a
+dataset is either complete or not there at all.
 
-Reading needs no TensorFlow: `load_split` gives an ArrayRecord data source.
+Reading needs no TensorFlow: `tfds.builder_from_directory(path)` or `load_split`.
 """
 
 from __future__ import annotations
@@ -29,18 +31,21 @@ import dataclasses
 import hashlib
 import json
 import math
-import types
+import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python import array_record_module
 
 from ahms_fm.data.preprocess import REASONS, ModalitySpec
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 VERSION = "1.0.0"
+METADATA = "ahms_fm.json"  # participant table, modality spec, ingestion summary
 
 
 @dataclasses.dataclass
@@ -128,143 +133,142 @@ def _json_safe(v):
     return v
 
 
-class _SegmentBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """A TFDS builder over a `Source`; `make_builder` names a subclass per dataset."""
-
-    VERSION = tfds.core.Version(VERSION)
-
-    def __init__(self, *, source: Source, spec: ModalitySpec, storage_dtype: str,
-                 progress: Callable[[int], None] | None = None, **kwargs):
-        self._source = source
-        self._spec = spec
-        self._storage_dtype = storage_dtype
-        self._progress = progress or (lambda n: None)
-        ids = sorted(source.participants)
-        self._split_of = assign_splits(ids)
-        self._index_of = {p: i for i, p in enumerate(ids)}
-        self._summary = {"segments_kept": 0, "rejected": dict.fromkeys(REASONS, 0),
-                         "participants_with_segments": 0}
-        self._ranges = {s: [] for s in SPLITS}  # (participant_index, first, count)
-        super().__init__(**kwargs)
-
-    def _info(self):
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=self._source.description,
-            features=features(self._spec, self._storage_dtype),
-            homepage=self._source.homepage or None,
-            citation=self._source.citation or None,
-            disable_shuffling=True,  # keep participant order: contiguous ranges
-            metadata=tfds.core.MetadataDict(),
-        )
-
-    def _split_generators(self, dl_manager):
-        del dl_manager
-        return {s: self._generate_examples(s) for s in SPLITS}
-
-    def _generate_examples(self, split):
-        ids = sorted(p for p, s in self._split_of.items() if s == split)
-        rank = {p: r for r, p in enumerate(ids)}
-        # Integer keys kept in order (no shuffling); spread over TFDS's 128-bit key
-        # space so its on-disk buckets split the data evenly (bounded memory).
-        stride = (1 << 128) // max(len(ids), 1)
-        within, dtype, visited = {}, np.dtype(self._storage_dtype), set()
-        for batch in self._source.segments(ids):
-            self._count(batch)
-            if batch.participant and batch.participant[0] not in rank:
-                raise ValueError(f"source {self._source.name} yielded participant "
-                                 f"{batch.participant[0]!r} for split {split}")
-            for i in np.flatnonzero(batch.reason == ""):
-                pid = batch.participant[i]
-                k = within.get(pid, 0)
-                within[pid] = k + 1
-                yield rank[pid] * stride + k, {
-                    "signal": batch.signal[i].astype(dtype),
-                    "participant": pid,
-                    "participant_index": self._index_of[pid],
-                    "recording": batch.recording[i],
-                    "segment": int(batch.segment[i]),
-                    "offset_s": float(batch.offset_s[i]),
-                    "start_time": float(batch.start_time[i]),
-                    "heart_rate": float(batch.heart_rate[i]),
-                    "quality": float(batch.quality[i]),
-                    "label": batch.label[i] if batch.label else "",
-                }
-            new = {batch.owner} if batch.owner else set(batch.participant)
-            self._progress(len(new - visited))
-            visited |= new
-        first = 0
-        for p in ids:
-            count = within.get(p, 0)
-            if count:
-                self._ranges[split].append((self._index_of[p], first, count))
-            first += count
-        self._summary["participants_with_segments"] += sum(1 for p in ids if within.get(p))
-
-    def _download_and_prepare(self, *args, **kwargs):
-        out = super()._download_and_prepare(*args, **kwargs)
-        self._write_metadata()  # before TFDS saves the info and renames the folder
-        return out
-
-    def _count(self, batch: SegmentBatch):
-        self._summary["segments_kept"] += int(np.sum(batch.reason == ""))
-        for r in REASONS:
-            self._summary["rejected"][r] += int(np.sum(batch.reason == r))
-        self._summary["rejected"]["too_short"] += batch.too_short
-
-    def _write_metadata(self):
-        ids = sorted(self._source.participants)
-        table = [
-            {"participant": p, "participant_index": i, "split": self._split_of[p],
-             **self._source.participants[p]}
-            for i, p in enumerate(ids)
-        ]
-        self.info.metadata.update(_json_safe({
-            "modality_spec": self._spec.to_dict(),
-            "storage_dtype": self._storage_dtype,
-            "participants": table,
-            "ranges": {s: [list(r) for r in self._ranges[s]] for s in SPLITS},
-            "summary": {**self._summary, "participants": len(ids),
-                        # unique: each split's pass may meet the same bad file
-                        "errors": [list(e) for e in dict.fromkeys(
-                            tuple(e) for e in self._source.errors)]},
-        }))
+def _dataset_path(data_dir, source: Source) -> Path:
+    return Path(data_dir) / source.name / (source.config_name or "") / VERSION
 
 
-def make_builder(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float16",
-                 progress=None) -> tfds.core.DatasetBuilder:
-    """A TFDS builder named `source.name`, writing ArrayRecord under `data_dir`."""
-    cls = types.new_class(
-        "".join(w.capitalize() for w in source.name.split("_")), (_SegmentBuilder,),
-        {"skip_registration": True}, lambda ns: ns.update(name=source.name),
-    )
-    kwargs = {}
-    if source.config_name:
-        kwargs["config"] = tfds.core.BuilderConfig(name=source.config_name)
-    return cls(source=source, spec=spec, storage_dtype=storage_dtype, progress=progress,
-               data_dir=str(data_dir), file_format="array_record", **kwargs)
+class _ShardWriter:
+    """ArrayRecord shards of one split, named as TFDS names them once their count is known."""
+
+    def __init__(self, folder: Path, name: str, split: str, shard_bytes: int):
+        self.folder, self.prefix, self.shard_bytes = folder, f"{name}-{split}", shard_bytes
+        self.lengths: list[int] = []
+        self.num_bytes = 0
+        self._writer, self._bytes = None, 0
+
+    def write(self, record: bytes):
+        if self._writer is None or self._bytes >= self.shard_bytes:
+            self._close()
+            path = self.folder / f"{self.prefix}.part{len(self.lengths):05d}"
+            self._writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")
+            self.lengths.append(0)
+            self._bytes = 0
+        self._writer.write(record)
+        self.lengths[-1] += 1
+        self._bytes += len(record)
+        self.num_bytes += len(record)
+
+    def _close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def finish(self) -> tfds.core.SplitInfo:
+        self._close()
+        n = len(self.lengths)
+        for i in range(n):
+            part = self.folder / f"{self.prefix}.part{i:05d}"
+            part.rename(self.folder / f"{self.prefix}.array_record-{i:05d}-of-{n:05d}")
+        return self.prefix.rsplit("-", 1)[1], self.lengths, self.num_bytes
 
 
 def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float16",
-          progress=None, overwrite=False) -> Path:
-    """Write the dataset; returns its folder. TFDS writes into a temporary folder and
-    renames it at the end, so an interrupted run leaves no dataset behind."""
-    builder = make_builder(source, spec, data_dir, storage_dtype=storage_dtype,
-                           progress=progress)
-    tfds.disable_progress_bar()  # per-split bars; callers show one over participants
-    mode = (tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS if not overwrite
-            else tfds.download.GenerateMode.FORCE_REDOWNLOAD)
-    config = tfds.download.DownloadConfig(download_mode=mode)
+          progress=None, overwrite=False, shard_bytes: int = 1 << 30) -> Path:
+    """Write the dataset (or reuse it if it exists); returns its folder.
+
+    Records stream to disk as the source yields them (memory stays bounded);
+    everything is written into a temporary folder that is renamed at the very
+    end, so an interrupted or failed run leaves no dataset behind.
+    """
+    final = _dataset_path(data_dir, source)
+    if (final / METADATA).exists() and not overwrite:
+        return final
+    progress = progress or (lambda n: None)
+    tmp = final.parent / f"incomplete.{uuid.uuid4().hex[:8]}.{final.name}"
+    tmp.mkdir(parents=True)
     try:
-        builder.download_and_prepare(download_config=config)
-    except AssertionError as e:  # TFDS's words for an empty split
-        if "No examples were yielded" not in str(e):
-            raise
-        raise ValueError(
-            f"{source.name}: {str(e).rstrip('.')}. Every participant of that split was rejected or "
-            "unreadable; see the quality settings, or use more participants."
-        ) from e
-    return Path(builder.data_dir)
+        meta = _write_splits(source, spec, tmp, storage_dtype, progress, shard_bytes)
+        feats = features(spec, storage_dtype)
+        splits = [tfds.core.SplitInfo(name=s, shard_lengths=lengths, num_bytes=nbytes)
+                  for s, lengths, nbytes in meta.pop("_split_infos")]
+        tfds.folder_dataset.write_metadata(
+            data_dir=tmp, features=feats, split_infos=splits, check_data=False,
+            filename_template=tfds.core.ShardedFileTemplate(
+                data_dir=tmp, dataset_name=source.name, filetype_suffix="array_record"),
+            description=source.description, homepage=source.homepage or None,
+            citation=source.citation or None,
+        )
+        with open(tmp / METADATA, "w") as f:
+            json.dump(_json_safe(meta), f)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) -> dict:
+    ids = sorted(source.participants)
+    split_of = assign_splits(ids)
+    index_of = {p: i for i, p in enumerate(ids)}
+    serialize = features(spec, storage_dtype).serialize_example
+    dtype = np.dtype(storage_dtype)
+    summary = {"segments_kept": 0, "rejected": dict.fromkeys(REASONS, 0),
+               "participants_with_segments": 0, "split_segments": {}}
+    infos, visited = [], set()
+    for split in SPLITS:
+        wanted = [p for p in ids if split_of[p] == split]
+        writer = _ShardWriter(folder, source.name, split, shard_bytes)
+        owners = []  # participant_index of every record, in record order
+        for batch in source.segments(wanted):
+            summary["segments_kept"] += int(np.sum(batch.reason == ""))
+            for r in REASONS:
+                summary["rejected"][r] += int(np.sum(batch.reason == r))
+            summary["rejected"]["too_short"] += batch.too_short
+            for i in np.flatnonzero(batch.reason == ""):
+                pid = batch.participant[i]
+                if split_of.get(pid) != split:
+                    raise ValueError(f"source {source.name} yielded participant {pid!r} "
+                                     f"while writing split {split}")
+                writer.write(serialize({
+                    "signal": batch.signal[i].astype(dtype),
+                    "participant": pid,
+                    "participant_index": index_of[pid],
+                    "recording": batch.recording[i],
+                    "segment": int(batch.segment[i]),
+                    "offset_s": float(batch.offset_s[i]),
+                    "start_time": np.float64(batch.start_time[i]),
+                    "heart_rate": float(batch.heart_rate[i]),
+                    "quality": float(batch.quality[i]),
+                    "label": batch.label[i] if batch.label else "",
+                }))
+                owners.append(index_of[pid])
+            new = {batch.owner} if batch.owner else set(batch.participant)
+            progress(len(new - visited))
+            visited |= new
+        if not owners:
+            raise ValueError(
+                f"{source.name}: no segment was kept for split {split!r}: all of its "
+                f"{len(wanted)} participants were rejected or unreadable (see the quality "
+                "settings, the errors, or use more participants)"
+            )
+        np.save(folder / f"{source.name}-{split}.participants.npy", np.asarray(owners, np.int64))
+        summary["participants_with_segments"] += len(set(owners))
+        summary["split_segments"][split] = len(owners)
+        infos.append(writer.finish())
+    table = [{"participant": p, "participant_index": i, "split": split_of[p],
+              **source.participants[p]} for i, p in enumerate(ids)]
+    errors = [list(e) for e in dict.fromkeys(tuple(e) for e in source.errors)]
+    return {
+        "name": source.name,
+        "modality_spec": spec.to_dict(),
+        "storage_dtype": storage_dtype,
+        "participants": table,
+        "summary": {**summary, "participants": len(ids), "errors": errors},
+        "_split_infos": infos,
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -274,14 +278,14 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
 
 @dataclasses.dataclass
 class Split:
-    """One split of a dataset: random access to records plus the participant index."""
+    """One split of a dataset: random access to records plus who each record belongs to."""
 
     path: Path
     name: str
-    records: object  # ArrayRecord data source: len() and [i] -> dict of numpy
+    records: object  # TFDS ArrayRecord data source: len() and [i] -> dict of numpy
     spec: ModalitySpec
     participants: list[dict]  # the whole table (all splits)
-    ranges: np.ndarray  # [participants in split, 3]: participant_index, first, count
+    participant_of_record: np.ndarray  # [records] participant_index
     files: list[str]  # the split's ArrayRecord shards, in record order
     storage_dtype: str
 
@@ -289,46 +293,47 @@ class Split:
         return len(self.records)
 
     @property
-    def participant_of_record(self) -> np.ndarray:
-        """[records] participant_index of every record, from the ranges."""
-        return np.repeat(self.ranges[:, 0], self.ranges[:, 2])
+    def grouped(self) -> tuple[np.ndarray, np.ndarray]:
+        """(order, ranges): record indices grouped by participant, and per participant
+        a row (participant_index, first position in `order`, count)."""
+        order = np.argsort(self.participant_of_record, kind="stable")
+        ids, first, count = np.unique(self.participant_of_record[order], return_index=True,
+                                      return_counts=True)
+        return order, np.stack([ids, first, count], axis=1).astype(np.int64)
 
 
 def dataset_dir(data_dir, name: str, config_name: str = "") -> Path:
-    """The newest prepared version of dataset `name` (and builder config) under `data_dir`."""
-    root = Path(data_dir) / name / config_name
-    versions = sorted(
-        (p for p in root.glob("*.*.*") if (p / "dataset_info.json").exists()),
-        key=lambda p: tuple(int(x) for x in p.name.split(".")),
-    ) if root.exists() else []
-    if not versions:
+    """The prepared dataset `name` (and config, e.g. a synthetic size) under `data_dir`."""
+    path = Path(data_dir) / name / config_name / VERSION
+    if not (path / METADATA).exists():
         what = f"{name}/{config_name}" if config_name else name
         raise FileNotFoundError(
             f"no prepared dataset '{what}' under {data_dir} (run `ahms-fm ingest` first)"
         )
-    return versions[-1]
+    return path
 
 
 def load_metadata(path) -> dict:
-    with open(Path(path) / "metadata.json") as f:
-        return json.load(f)
+    """The participant table, modality spec and ingestion summary of a dataset."""
+    try:
+        with open(Path(path) / METADATA) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: not a prepared dataset (no {METADATA})") from None
 
 
 def load_split(path, split: str) -> Split:
-    """Open `split` of the prepared dataset whose version folder is `path`."""
+    """Open `split` of the prepared dataset in folder `path`."""
     path = Path(path)
-    if not (path / "dataset_info.json").exists():
-        raise FileNotFoundError(f"{path}: not a prepared dataset (no dataset_info.json)")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; splits are {SPLITS}")
     meta = load_metadata(path)
     builder = tfds.builder_from_directory(str(path))
     records = builder.as_data_source(split=split)
-    ranges = np.asarray(meta["ranges"][split], np.int64).reshape(-1, 3)
-    if ranges[:, 2].sum() != len(records):
+    owners = np.load(path / f"{meta['name']}-{split}.participants.npy")
+    if len(owners) != len(records):
         raise ValueError(f"{path}: split {split} has {len(records)} records, but its "
-                         f"participant index covers {ranges[:, 2].sum()}")
-    info = builder.info.splits[split]
-    files = [str(f) for f in info.filepaths]
+                         f"participant index covers {len(owners)}")
+    files = [str(f) for f in builder.info.splits[split].filepaths]
     return Split(path, split, records, ModalitySpec.from_dict(meta["modality_spec"]),
-                 meta["participants"], ranges, files, meta["storage_dtype"])
+                 meta["participants"], owners, files, meta["storage_dtype"])

@@ -64,8 +64,9 @@ def _eligible(ranges: np.ndarray, positives: str, sample_by: str):
 class _ChoosePair(grain.transforms.RandomMap):
     """Unit -> (participant, record a, record b) with the unit's own random draws."""
 
-    def __init__(self, units: np.ndarray, positives: str):
+    def __init__(self, units: np.ndarray, order: np.ndarray, positives: str):
         self.units = units
+        self.order = order  # record indices grouped by participant
         self.positives = positives
 
     def random_map(self, i, rng: np.random.Generator):
@@ -80,7 +81,7 @@ class _ChoosePair(grain.transforms.RandomMap):
         else:  # a different segment of the same participant
             b = int(rng.integers(count - 1))
             b += b >= a
-        return pid, first + a, first + b
+        return pid, int(self.order[first + a]), int(self.order[first + b])
 
 
 class _ReadBatch(grain.transforms.Map):
@@ -137,13 +138,14 @@ def pair_pipeline(
     if global_batch % process_count:
         raise ValueError(f"global batch {global_batch} is not divisible by "
                          f"{process_count} processes")
-    units, skipped = _eligible(split.ranges, positives, sample_by)
+    order, ranges = split.grouped
+    units, skipped = _eligible(ranges, positives, sample_by)
     if len(units) == 0:
         raise ValueError(f"{split.path} [{split.name}]: no participant has two segments, so "
                          "no participant-level pair can be formed")
     per_process = global_batch // process_count
     ds = grain.MapDataset.range(len(units)).seed(seed).shuffle().repeat(num_epochs)
-    ds = ds.random_map(_ChoosePair(units, positives))
+    ds = ds.random_map(_ChoosePair(units, order, positives))
     ds = ds[process_index::process_count]  # after the draws: they depend on the global position
     ds = ds.batch(per_process, drop_remainder=True, batch_fn=np.asarray)
     shape = (split.spec.segment_length, split.spec.channels)

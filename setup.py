@@ -23,6 +23,7 @@ setup(
         "numpy>=1.26",
         "scipy>=1.13",
         "tqdm>=4.66",
+        "tensorboardX>=2.6",  # event files without TensorFlow
         # Readers of recordings (ahms_fm/data/readers.py).
         "wfdb>=4.1",
         "pyedflib>=0.1.38",

@@ -45,6 +45,11 @@ def recipe() -> ml_collections.ConfigDict:
     c.model.name = "efficientnet1d"
     c.model.embed_dim = 256
     c.model.expansion = 7
+    # Stages: (width multiplier, kernel, repeats, stride); DESIGN.md's 16 MBConv blocks.
+    c.model.stages = (
+        (4, 3, 1, 1), (5, 3, 2, 2), (7, 5, 2, 2), (9, 3, 3, 2), (11, 5, 3, 2), (14, 5, 4, 2),
+        (18, 5, 1, 1),
+    )
     c.model.se_ratio = 0.25
     c.model.stem_kernel = 3
     c.model.bn_epsilon = 1e-3
@@ -106,6 +111,8 @@ def recipe() -> ml_collections.ConfigDict:
 
     c.log_every_steps = 100
     c.eval_every_steps = 1_000
+    c.eval_batches = 8  # validation batches per evaluation
+    c.best_metric = "retrieval_top1"  # validation metric that picks the best checkpoint
     c.checkpoint_every_steps = 1_000
     c.keep_checkpoints = 3
     return c
@@ -126,6 +133,24 @@ def _runlocal(c):
     c.checkpoint_every_steps = 15
 
 
+def _tiny(c):
+    """For tests of the training machinery: runlocal with a 3-block encoder on 8 s windows
+    (compiles in seconds; not the paper's model)."""
+    _runlocal(c)
+    c.model.stages = ((4, 3, 1, 1), (7, 5, 1, 2), (14, 5, 1, 2))
+    c.input.window_seconds = 8.0 if c.modality == "ppg" else 4.0
+    c.model.embed_dim = 36
+    c.head.hidden_dim = 64
+    c.head.out_dim = 16
+    c.data.participants = 48
+    c.batch_size = 16
+    c.num_steps = 8
+    c.log_every_steps = 1
+    c.eval_every_steps = 4
+    c.eval_batches = 2
+    c.checkpoint_every_steps = 2
+
+
 def _segment_level(c):
     c.loss.positives = "segment"
 
@@ -144,6 +169,7 @@ def _byol(c):
 
 VARIANTS = {
     "runlocal": _runlocal,
+    "tiny": _tiny,
     "segment_level": _segment_level,
     "no_koleo": _no_koleo,
     "simclr": _simclr,

@@ -11,10 +11,10 @@
 Sampling by segment visits every eligible segment once per epoch (and draws its
 partner at random); sampling by participant visits every eligible participant
 once per epoch (and draws both segments). The order is a seeded shuffle, new
-each epoch; each JAX process reads a disjoint slice of it and batches its share
-of the global batch. Every random choice is a function of (seed, position in
-the stream), so the stream is the same whatever the number of workers, and an
-iterator restored from `get_state()` continues exactly where it stopped.
+each epoch; each JAX process reads its contiguous share of every global batch.
+Every random choice is a function of (seed, position in the stream), so the
+stream is the same whatever the number of workers, and an iterator restored
+from `get_state()` continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -146,8 +146,11 @@ def pair_pipeline(
     per_process = global_batch // process_count
     ds = grain.MapDataset.range(len(units)).seed(seed).shuffle().repeat(num_epochs)
     ds = ds.random_map(_ChoosePair(units, order, positives))
-    ds = ds[process_index::process_count]  # after the draws: they depend on the global position
-    ds = ds.batch(per_process, drop_remainder=True, batch_fn=np.asarray)
+    # Each process reads its contiguous slice of every global batch, so the global
+    # batch (rows in process order) is the same however many processes share it.
+    ds = ds.batch(global_batch, drop_remainder=True, batch_fn=np.asarray)
+    lo = process_index * per_process
+    ds = ds.map(lambda rows: rows[lo: lo + per_process])
     shape = (split.spec.segment_length, split.spec.channels)
     ds = ds.map(_ReadBatch(split.files, shape, split.storage_dtype, dtype))
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0 if num_workers else 2,

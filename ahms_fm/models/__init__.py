@@ -25,6 +25,7 @@ def encoder_from_config(config, *, rngs):
         config.input.channels,
         m.embed_dim,
         m.expansion,
+        stages=tuple(tuple(stage) for stage in m.stages),
         stem_kernel=m.stem_kernel,
         se_ratio=m.se_ratio,
         bn_epsilon=m.bn_epsilon,

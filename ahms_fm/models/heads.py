@@ -23,8 +23,9 @@ class MLPHead(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
         self.out = nnx.Linear(hidden_dim, out_dim, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.out(self.dropout(jax.nn.relu(self.hidden(x))))
+    def __call__(self, x: jax.Array, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """`rngs`, where given, drives the dropout (the train step passes keys from its seed)."""
+        return self.out(self.dropout(jax.nn.relu(self.hidden(x)), rngs=rngs))
 
 
 def ProjectionHead(in_dim=256, hidden_dim=1024, out_dim=128, dropout=0.1, *, dtype=None, rngs):

@@ -1,0 +1,81 @@
+"""Orbax checkpoints behind one small interface.
+
+A checkpoint holds three items: `state` (a pytree of arrays: student, teacher,
+optimizer, step, RNG), `data` (the Grain iterator's state, JSON) and `info`
+(JSON: the config and anything else small). Saving is asynchronous; Orbax
+writes into a temporary folder and renames it when complete, so a process
+killed mid-write leaves the previous checkpoint as the latest. Kept: the
+last `keep` checkpoints, plus the best by a validation metric when one is
+named.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+
+class Checkpoints:
+    """Save and restore training checkpoints in `directory`."""
+
+    def __init__(self, directory, *, keep: int = 3, best_metric: str | None = None,
+                 best_mode: str = "max", asynchronous: bool = True):
+        policies = [pp.LatestN(n=keep)]
+        if best_metric:
+            policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
+                                     reverse=best_mode == "min"))
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=pp.AnyPreservationPolicy(policies),
+            enable_async_checkpointing=asynchronous,
+            cleanup_tmp_directories=True,  # what a killed writer left behind
+        )
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "data", "info"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state, data: dict, info: dict, metrics: dict | None = None,
+             force: bool = False) -> bool:
+        """Start saving (asynchronously); returns whether a save was started."""
+        return self._manager.save(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                    data=ocp.args.JsonSave(data),
+                                    info=ocp.args.JsonSave(info)),
+            metrics=metrics, force=force,
+        )
+
+    def restore(self, abstract_state, step: int | None = None):
+        """(state, data, info) of `step` (default: the latest), state laid out like
+        `abstract_state` (a pytree of jax.ShapeDtypeStruct with shardings)."""
+        step = self.latest_step() if step is None else step
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
+                                    data=ocp.args.JsonRestore(),
+                                    info=ocp.args.JsonRestore()),
+        )
+        return restored.state, restored.data, restored.info
+
+    def restore_info(self, step: int | None = None) -> dict:
+        """Only the JSON info (config, modality spec) of a checkpoint."""
+        step = self.latest_step() if step is None else step
+        return self._manager.restore(
+            step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
+
+    def wait(self):
+        self._manager.wait_until_finished()
+
+    def close(self):
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def abstract(tree):
+    """The shape, dtype and sharding of every leaf: what `restore` needs."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

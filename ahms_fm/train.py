@@ -1,0 +1,393 @@
+"""Pretraining: `train_and_evaluate(config, workdir)`.
+
+The same code runs on a laptop CPU, one GPU, a GPU cluster and a TPU pod: a
+mesh over every device of every process, the global batch sharded over it,
+parameters replicated, one jitted step with donated state. Read top to bottom:
+setup, data, model and state, the step, evaluation, the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from flax import nnx
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from ahms_fm import augment, checkpoint, losses, metrics
+from ahms_fm.data import dataset
+from ahms_fm.data.pipeline import pair_pipeline
+from ahms_fm.data.preprocess import ModalitySpec
+from ahms_fm.models import Predictor, ProjectionHead, encoder_from_config
+from ahms_fm.monitor import Monitor
+
+# ----------------------------------------------------------------------------
+# Setup: processes and the device mesh.
+# ----------------------------------------------------------------------------
+
+
+def initialize_distributed() -> None:
+    """Join the other processes of a multi-host run, if this is one.
+
+    Explicit: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (local
+    multi-process runs, custom clusters). Otherwise JAX detects Slurm and TPU
+    pods itself where `AHMS_FM_DISTRIBUTED=1` (the launchers set it).
+    """
+    if jax.distributed.is_initialized():
+        return
+    if "JAX_COORDINATOR_ADDRESS" in os.environ:
+        jax.distributed.initialize(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    elif os.environ.get("AHMS_FM_DISTRIBUTED") == "1":
+        jax.distributed.initialize()
+
+
+def make_mesh() -> jax.sharding.Mesh:
+    """One data-parallel axis over all devices of all processes."""
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
+
+
+# ----------------------------------------------------------------------------
+# Data.
+# ----------------------------------------------------------------------------
+
+
+def prepare_dataset(config) -> Path:
+    """The dataset's folder; the synthetic cohort is built on first use (by process 0)."""
+    d = config.data
+    synthetic = d.dataset == f"synthetic_{config.modality}"
+    name = (f"p{d.participants}_s{d.segments_per_participant}_seed{d.synthetic_seed}"
+            if synthetic else "")
+    if synthetic and jax.process_index() == 0:
+        try:
+            dataset.dataset_dir(d.data_dir, d.dataset, name)
+        except FileNotFoundError:
+            from ahms_fm.ingest import ingest
+
+            logging.info("building the synthetic cohort %s/%s", d.dataset, name)
+            ingest(config, progress=False)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset ready")
+    path = dataset.dataset_dir(d.data_dir, d.dataset, name)
+    ModalitySpec.from_config(config).check_matches(
+        ModalitySpec.from_dict(dataset.load_metadata(path)["modality_spec"]), str(path))
+    return path
+
+
+def make_pipeline(config, split, seed_offset: int = 0):
+    return pair_pipeline(
+        split, global_batch=config.batch_size, seed=config.seed + seed_offset,
+        positives=config.loss.positives, sample_by=config.data.sample_by,
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        num_workers=config.data.num_workers, prefetch=config.data.prefetch,
+    )
+
+
+def to_global(batch: dict, sharding) -> dict:
+    """This process's share of the batch -> global arrays sharded over the mesh."""
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+# ----------------------------------------------------------------------------
+# Model and state.
+# ----------------------------------------------------------------------------
+
+
+class Student(nnx.Module):
+    """Encoder + projection head (+ BYOL's predictor). Only the encoder makes embeddings."""
+
+    def __init__(self, config, rngs: nnx.Rngs):
+        self.encoder = encoder_from_config(config, rngs=rngs)
+        dtype = jnp.dtype(config.model.dtype)
+        self.head = ProjectionHead(config.model.embed_dim, config.head.hidden_dim,
+                                   config.head.out_dim, config.head.dropout, dtype=dtype,
+                                   rngs=rngs)
+        self.predictor = (Predictor(config.head.out_dim, config.head.predictor_hidden_dim,
+                                    dtype=dtype, rngs=rngs)
+                          if config.loss.name == "byol" else None)
+
+    def __call__(self, x, rngs=None, predict: bool = False):
+        z = self.head(self.encoder(x), rngs=rngs)
+        return self.predictor(z, rngs=rngs) if predict and self.predictor else z
+
+
+def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Adam with L2 weight decay added to the gradient, the paper's schedule or warmup-cosine."""
+    o, s = config.optimizer, config.schedule
+    if s.name == "step_halving":
+        schedule = optax.exponential_decay(o.learning_rate, s.halve_every_steps, 0.5,
+                                           staircase=True)
+    elif s.name == "warmup_cosine":
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, o.learning_rate, s.warmup_steps, max(config.num_steps, s.warmup_steps + 1),
+            end_value=o.learning_rate * s.final_fraction)
+    else:
+        raise ValueError(f"unknown schedule.name {s.name!r}: step_halving or warmup_cosine")
+    if o.name != "adam":
+        raise ValueError(f"unknown optimizer.name {o.name!r}; known: 'adam'")
+    parts = [optax.clip_by_global_norm(o.grad_clip_norm)] if o.grad_clip_norm > 0 else []
+    parts += [optax.add_decayed_weights(o.weight_decay), optax.scale_by_adam(),
+              optax.scale_by_learning_rate(schedule)]
+    return optax.chain(*parts), schedule
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """The static half of the model (NNX graph) and how to run it on a state's arrays."""
+
+    graphdef: nnx.GraphDef
+    other: nnx.State  # RNG streams we never use (dropout keys come from the step)
+
+    def apply(self, params, stats, x, *, train: bool, rngs=None, predict=False):
+        """Outputs and the updated batch-norm statistics."""
+        module = nnx.merge(self.graphdef, params, stats, self.other, copy=True)
+        module.train() if train else module.eval()
+        out = module(x, rngs=rngs, predict=predict)
+        return out, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+
+    def embed(self, params, stats, x):
+        module = nnx.merge(self.graphdef, params, stats, self.other, copy=True)
+        module.eval()
+        return module.encoder(x)
+
+
+def init_state(config, tx) -> tuple[Model, dict]:
+    """A fresh training state: {step, params, stats, teacher_params, teacher_stats, opt}."""
+    student = Student(config, nnx.Rngs(config.seed))
+    graphdef, params, stats, other = nnx.split(student, nnx.Param, nnx.BatchStat, ...)
+    params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+    ema = config.teacher.kind == "ema"
+    state = {
+        "step": jnp.zeros((), jnp.int32),
+        "params": params,
+        "stats": stats,
+        # The teacher starts as a copy of the student (own buffers: the state is donated).
+        "teacher_params": jax.tree.map(jnp.copy, params) if ema else {},
+        "teacher_stats": jax.tree.map(jnp.copy, stats) if ema else {},
+        "opt": tx.init(params),
+    }
+    return Model(graphdef, other), state
+
+
+# ----------------------------------------------------------------------------
+# The step.
+# ----------------------------------------------------------------------------
+
+
+def make_train_step(config, model: Model, tx, schedule):
+    """(state, batch) -> (state, metrics): augment, EMA, symmetric loss, Adam."""
+    probabilities, aug_params = augment.from_config(config.augment)
+    base_key = jax.random.key(config.seed)
+    ema = config.teacher.kind == "ema"
+    if config.teacher.kind not in ("ema", "none"):
+        raise ValueError(f"unknown teacher.kind {config.teacher.kind!r}: 'ema' or 'none'")
+    byol = config.loss.name == "byol"
+    if byol:
+        objective = losses.byol_objective
+    elif config.loss.name == "infonce_koleo":
+        objective = lambda u, v, ids: losses.contrastive_objective(  # noqa: E731
+            u, v, ids, temperature=config.loss.temperature,
+            koleo_weight=config.loss.koleo_weight)
+    else:
+        raise ValueError(f"unknown loss.name {config.loss.name!r}: 'infonce_koleo' or 'byol'")
+    momentum = config.teacher.momentum
+
+    def train_step(state, batch):
+        key = jax.random.fold_in(base_key, state["step"])
+        k_a, k_b, k_drop = jax.random.split(key, 3)
+        x_a = augment.cascade(k_a, batch["view_a"].astype(jnp.float32), probabilities,
+                              aug_params)
+        x_b = augment.cascade(k_b, batch["view_b"].astype(jnp.float32), probabilities,
+                              aug_params)
+        ids = losses.positive_ids(batch["participant"], config.loss.positives)
+
+        # The teacher follows the student before the gradient step (DESIGN.md).
+        if ema:
+            mix = lambda t, s: momentum * t + (1.0 - momentum) * s  # noqa: E731
+            t_params = jax.tree.map(mix, state["teacher_params"], state["params"])
+            t_stats = jax.tree.map(mix, state["teacher_stats"], state["stats"])
+        else:
+            t_params, t_stats = state["teacher_params"], state["teacher_stats"]
+
+        # Both views in one pass (batch norm sees 2 x batch): half the graph to compile.
+        x = jnp.concatenate([x_a, x_b])
+        if ema:  # teacher: batch statistics, no dropout, no gradient
+            t, _ = model.apply(t_params, t_stats, x, train=True)
+            t_a, t_b = jnp.split(jax.lax.stop_gradient(t), 2)
+
+        def loss_fn(params):
+            s, stats = model.apply(params, state["stats"], x, train=True,
+                                   rngs=nnx.Rngs(k_drop), predict=byol)
+            s_a, s_b = jnp.split(s, 2)
+            if ema:
+                loss, parts = losses.symmetrize(objective, s_a, s_b, t_a, t_b, ids)
+            else:  # SimCLR-style: the student is its own teacher
+                loss, parts = losses.symmetrize(objective, s_a, s_b, s_a, s_b, ids)
+            return loss, (parts, stats)
+
+        (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state["params"])
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new_state = {
+            "step": state["step"] + 1,
+            "params": params,
+            "stats": stats,
+            "teacher_params": t_params,  # empty without a teacher
+            "teacher_stats": t_stats,
+            "opt": opt,
+        }
+        out = {"loss": loss, **parts, "learning_rate": schedule(state["step"]),
+               "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
+        return new_state, out
+
+    return train_step
+
+
+# ----------------------------------------------------------------------------
+# Evaluation: representation metrics on validation pairs.
+# ----------------------------------------------------------------------------
+
+
+def evaluate(config, model: Model, state, split, embed_fn, sharding) -> dict[str, float]:
+    """Embed `eval_batches` validation pairs (no augmentation) with the student's encoder."""
+    it = iter(make_pipeline(config, split, seed_offset=1))
+    za, zb, ids = [], [], []
+    for _ in range(config.eval_batches):
+        batch = to_global(next(it), sharding)
+        za.append(multihost_utils.process_allgather(embed_fn(state, batch["view_a"]), tiled=True))
+        zb.append(multihost_utils.process_allgather(embed_fn(state, batch["view_b"]), tiled=True))
+        ids.append(multihost_utils.process_allgather(batch["participant"], tiled=True))
+    za, zb = np.concatenate(za), np.concatenate(zb)
+    ids = np.concatenate(ids)
+    both = np.concatenate([za, zb])
+    return metrics.representation_metrics(both, None, np.concatenate([ids, ids])) | {
+        "alignment": metrics.alignment(za, zb)}
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+# ----------------------------------------------------------------------------
+
+
+class _Preemption:
+    """SIGTERM sets a flag; the loop saves at the next step boundary and exits."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        logging.warning("SIGTERM: saving a checkpoint at the next step boundary")
+        self.requested = True
+
+    def any_process(self) -> bool:
+        if jax.process_count() == 1:
+            return self.requested
+        flags = multihost_utils.process_allgather(np.int32(self.requested))
+        return bool(np.max(flags))
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or Inf; the run stops without checkpointing that state."""
+
+
+def train_and_evaluate(config, workdir) -> dict:
+    """Pretrain as `config` says, with checkpoints and metrics in `workdir`.
+
+    Resumes from the latest checkpoint in `workdir` if there is one. Returns the
+    last logged metrics.
+    """
+    initialize_distributed()
+    workdir = Path(workdir)
+    mesh = make_mesh()
+    batch_sharding = NamedSharding(mesh, P("data"))
+    replicated = NamedSharding(mesh, P())
+    if config.batch_size % jax.device_count():
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by "
+                         f"{jax.device_count()} devices")
+
+    path = prepare_dataset(config)
+    train_split = dataset.load_split(path, "train")
+    val_split = dataset.load_split(path, "validation")
+    pipeline = make_pipeline(config, train_split)
+    data_iter = iter(pipeline)
+
+    tx, schedule = make_optimizer(config)
+    model, state = init_state(config, tx)
+    state = jax.device_put(state, replicated)
+    state_sharding = jax.tree.map(lambda _: replicated, state)
+    train_step = jax.jit(make_train_step(config, model, tx, schedule),
+                         in_shardings=(state_sharding, batch_sharding),
+                         out_shardings=(state_sharding, replicated), donate_argnums=0)
+    embed_fn = jax.jit(lambda s, x: model.embed(s["params"], s["stats"], x.astype(jnp.float32)),
+                       in_shardings=(state_sharding, batch_sharding),
+                       out_shardings=batch_sharding)
+
+    spec = ModalitySpec.from_config(config)
+    info = {"config": json.loads(config.to_json_best_effort()), "modality_spec": spec.to_dict(),
+            "dataset": str(path)}
+    ckpt = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+                                  best_metric=config.best_metric)
+    if ckpt.latest_step() is not None:
+        state, data_state, _ = ckpt.restore(checkpoint.abstract(state))
+        data_iter.set_state(data_state)
+        logging.info("resumed from step %d", int(state["step"]))
+    monitor = Monitor(workdir, config, spec, total_steps=config.num_steps,
+                      devices=jax.device_count(), active=jax.process_index() == 0)
+    preemption = _Preemption()
+    step = int(state["step"])
+    last = {}
+    try:
+        while step < config.num_steps:
+            with monitor.waiting_for_data():
+                batch = to_global(next(data_iter), batch_sharding)
+            state, out = train_step(state, batch)
+            step += 1
+            if step % config.log_every_steps == 0 or step == config.num_steps:
+                last = {k: float(v) for k, v in jax.device_get(out).items()}
+                if not np.isfinite(last["loss"]):
+                    raise NonFiniteLoss(f"loss is {last['loss']} at step {step}; stopping "
+                                        "without a checkpoint of this state")
+                monitor.log(step, last)
+            else:
+                monitor.count_step()
+            evaluated = None
+            if step % config.eval_every_steps == 0 or step == config.num_steps:
+                evaluated = evaluate(config, model, state, val_split, embed_fn, batch_sharding)
+                monitor.log(step, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
+            stop = preemption.any_process()
+            if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stop:
+                loss = float(out["loss"])  # never checkpoint a state whose loss is not finite
+                if not np.isfinite(loss):
+                    raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without a "
+                                        "checkpoint of this state")
+                with monitor.checkpointing():
+                    ckpt.save(step, state, data_iter.get_state(), info,
+                              metrics=evaluated, force=stop)
+                    if stop:
+                        ckpt.wait()
+            if stop:
+                logging.warning("preempted: checkpoint at step %d saved, exiting", step)
+                break
+    finally:
+        ckpt.close()
+        monitor.close()
+        preemption.restore()
+    return last

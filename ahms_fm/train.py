@@ -139,7 +139,7 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
     if o.name != "adam":
         raise ValueError(f"unknown optimizer.name {o.name!r}; known: 'adam'")
     parts = [optax.clip_by_global_norm(o.grad_clip_norm)] if o.grad_clip_norm > 0 else []
-    parts += [optax.add_decayed_weights(o.weight_decay), optax.scale_by_adam(),
+    parts += [optax.add_decayed_weights(o.weight_decay), optax.scale_by_adam(eps=o.adam_eps),
               optax.scale_by_learning_rate(schedule)]
     return optax.chain(*parts), schedule
 
@@ -362,10 +362,10 @@ def train_and_evaluate(config, workdir) -> dict:
             step += 1
             if step % config.log_every_steps == 0 or step == config.num_steps:
                 last = {k: float(v) for k, v in jax.device_get(out).items()}
+                monitor.log(step, last)
                 if not np.isfinite(last["loss"]):
                     raise NonFiniteLoss(f"loss is {last['loss']} at step {step}; stopping "
                                         "without a checkpoint of this state")
-                monitor.log(step, last)
             else:
                 monitor.count_step()
             evaluated = None

@@ -85,6 +85,7 @@ def recipe() -> ml_collections.ConfigDict:
     c.optimizer.name = "adam"
     c.optimizer.learning_rate = 1e-3
     c.optimizer.weight_decay = 1e-5  # L2, added to the gradient (not decoupled)
+    c.optimizer.adam_eps = 1e-8
     c.optimizer.grad_clip_norm = 0.0  # 0 = no clipping
 
     c.schedule = ml_collections.ConfigDict()

@@ -1,0 +1,204 @@
+"""The training loop: equivalence across devices and processes, exact resume after
+SIGTERM and after SIGKILL, one compilation, and no checkpoint of a non-finite loss.
+
+Runs use `configs/ppg.py:tiny` (the training machinery with a 3-block encoder)
+as separate processes with their own fake CPU device counts.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from conftest import ROOT, load_config
+
+STEPS = 6
+
+
+CACHE = ROOT / ".pytest_cache" / "jax_compilation"  # runs of one program compile once
+
+
+def _env(devices: int, **extra) -> dict:
+    env = dict(os.environ)
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", PYTHONPATH=str(ROOT),
+               JAX_COMPILATION_CACHE_DIR=str(CACHE), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               **extra)
+    return env
+
+
+def _start(workdir, data_dir, devices=8, env=None, steps=STEPS, extra=()):
+    # A larger Adam epsilon: with 1e-8, parameters whose gradient is ~0 move by +-lr on
+    # the sign of float rounding noise, which differs with the reduction order across
+    # devices; this compares the sharding, not Adam's amplification of that noise.
+    cmd = [sys.executable, "-m", "ahms_fm.main", "--config", "configs/ppg.py:tiny",
+           "--workdir", str(workdir), f"--config.data.data_dir={data_dir}",
+           f"--config.num_steps={steps}", "--config.optimizer.adam_eps=1e-3", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env or _env(devices), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc, timeout=600):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
+def _losses(workdir) -> dict[int, float]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if "loss" in r}
+
+
+def _params(workdir, step=STEPS):
+    """A checkpoint's state as NumPy arrays, whatever devices wrote it."""
+    path = workdir / "checkpoints" / str(step) / "state"
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(path).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """The tiny synthetic cohort, built once for every run here."""
+    from ahms_fm.ingest import ingest
+
+    path = tmp_path_factory.mktemp("datasets")
+    config = load_config("ppg", "tiny")
+    config.data.data_dir = str(path)
+    ingest(config, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """An uninterrupted run on 8 devices."""
+    workdir = tmp_path_factory.mktemp("reference")
+    _finish(_start(workdir, data_dir))
+    return workdir
+
+
+def test_run_writes_metrics_checkpoints_and_config(reference):
+    losses = _losses(reference)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    assert all(np.isfinite(v) for v in losses.values())
+    rows = [json.loads(r) for r in (reference / "metrics.jsonl").read_text().splitlines()]
+    assert any("val/retrieval_top1" in r for r in rows)
+    assert {"segments_per_second", "data_wait_s", "learning_rate", "grad_norm"} <= set(rows[0])
+    assert sorted(int(p.name) for p in (reference / "checkpoints").iterdir()
+                  if p.name.isdigit()) == [2, 4, 6]
+    assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((reference / "config.json").read_text())
+    assert saved["model"]["embed_dim"] == 36
+    assert json.loads((reference / "modality_spec.json").read_text())["channels"] == 4
+
+
+def test_one_device_and_two_processes_match_eight_devices(reference, data_dir, tmp_path):
+    one = tmp_path / "one"
+    single = _start(one, data_dir, devices=1)
+    port = socket.socket()
+    port.bind(("localhost", 0))
+    address = f"localhost:{port.getsockname()[1]}"
+    port.close()
+    multi = tmp_path / "multi"
+    procs = [_start(multi, data_dir, env=_env(4, JAX_COORDINATOR_ADDRESS=address,
+                                              JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+             for i in range(2)]
+    _finish(single)
+    for p in procs:
+        _finish(p)
+    want = _losses(reference)
+    for run in (one, multi):
+        got = _losses(run)
+        np.testing.assert_allclose([got[s] for s in sorted(want)],
+                                   [want[s] for s in sorted(want)], rtol=1e-5)
+        ref, params = _params(reference)["params"], _params(run)["params"]
+        for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params), strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+def _wait_for_step(workdir, step, proc, timeout=300):
+    start = time.time()
+    while time.time() - start < timeout:
+        if (workdir / "metrics.jsonl").exists() and max(_losses(workdir), default=0) >= step:
+            return
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.05)
+    raise TimeoutError(f"step {step} not reached")
+
+
+def test_sigterm_then_resume_is_bitwise_exact(reference, data_dir, tmp_path):
+    stop_at = int(np.random.default_rng().integers(1, STEPS - 1))
+    proc = _start(tmp_path, data_dir)
+    _wait_for_step(tmp_path, stop_at, proc)
+    proc.send_signal(signal.SIGTERM)
+    out = _finish(proc)
+    assert "preempted" in out
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and saved[-1] >= stop_at and saved[-1] < STEPS
+    _finish(_start(tmp_path, data_dir))  # resumes
+    for a, b in zip(jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigkill_with_a_half_written_checkpoint_resumes_from_the_last_complete_one(
+        reference, data_dir, tmp_path):
+    proc = _start(tmp_path, data_dir)
+    ckpts = tmp_path / "checkpoints"
+    _wait_for_step(tmp_path, 3, proc)
+    while not any(p.name.isdigit() for p in ckpts.iterdir()) and proc.poll() is None:
+        time.sleep(0.05)  # the step-2 checkpoint is written in the background
+    proc.kill()
+    proc.communicate()
+    complete = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    assert complete and complete[-1] < STEPS
+    # What a writer killed mid-save leaves: Orbax's temporary folder of the next step,
+    # with part of the files.
+    partial = ckpts / f"{complete[-1] + 2}.orbax-checkpoint-tmp-1234567890"
+    shutil.copytree(ckpts / str(complete[-1]), partial)
+    for f in sorted(p for p in partial.rglob("*") if p.is_file())[::2]:
+        f.unlink()
+    _finish(_start(tmp_path, data_dir))
+    assert not partial.exists()
+    for a, b in zip(jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_train_step_compiles_once_and_a_nan_loss_stops_the_run(data_dir, tmp_path, monkeypatch):
+    from ahms_fm import train
+
+    config = load_config("ppg", "tiny")
+    config.data.data_dir = str(data_dir)
+    config.optimizer.learning_rate = 1e30  # blows up after the first update
+    config.checkpoint_every_steps = 1
+    traces = []
+    jit = jax.jit
+
+    def counting_jit(fn, **kwargs):
+        if fn.__name__ != "train_step":
+            return jit(fn, **kwargs)
+
+        def train_step(*args):
+            traces.append(1)  # runs once per trace (compilation), not per call
+            return fn(*args)
+
+        return jit(train_step, **kwargs)
+
+    monkeypatch.setattr(train.jax, "jit", counting_jit)
+    with pytest.raises(train.NonFiniteLoss, match="without a checkpoint"):
+        train.train_and_evaluate(config, tmp_path)
+    assert len(traces) == 1  # several steps, one compilation
+    saved = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
+    losses = _losses(tmp_path)
+    bad = min(s for s, v in losses.items() if not np.isfinite(v))
+    assert bad > 1 and all(s < bad for s in saved)

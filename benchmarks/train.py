@@ -26,8 +26,8 @@ from absl import logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ahms_fm import train  # noqa: E402
-from ahms_fm.config_utils import import_sibling  # noqa: E402
+from ahms_fm import train
+from ahms_fm.config_utils import import_sibling
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

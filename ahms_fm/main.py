@@ -16,7 +16,7 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from ahms_fm import augment, losses
+from ahms_fm import augment, host_memory, losses
 from ahms_fm.models import ProjectionHead, count_params, encoder_from_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
@@ -56,6 +56,7 @@ def smoke_step(config) -> dict[str, float]:
 
 def main(argv):
     del argv
+    host_memory.keep_freed_memory()
     config = _CONFIG.value
     print(f"config: {config.modality} ({config.input.channels} x {config.input.segment_length}), "
           f"batch {config.batch_size}, workdir {_WORKDIR.value}")

@@ -9,8 +9,10 @@ accelerator inside the train step, so a step is reproducible from its key.
 Speed: a segment whose coin says "skip" gets the augmentation's identity
 parameters (a cut-out of length 0, a flat curve, the identity warp, zero
 noise, the identity permutation) instead of a `where` between two copies, so
-the whole cascade is three passes over the batch (see `_compose`); splines are
-a fixed linear basis (a cubic spline through fixed knots is linear in the
+the cut-out, magnitude warp and permutation are one pass over the batch; the
+time warp and the noise, which only some segments draw, are computed on those
+segments alone and scattered back (see `_compose`); splines are a fixed linear
+basis (a cubic spline through fixed knots is linear in the
 knot values), and the noise comes from a counter-based hash rather than
 threefry, whose bit generation alone costs more on a CPU than all the rest.
 """
@@ -74,12 +76,18 @@ def _mix32(h: jax.Array) -> jax.Array:
 def hashed_normal(key, shape, dtype=jnp.float32) -> jax.Array:
     """Standard normal samples as a pure function of (key, index).
 
-    The counter of each sample is hashed twice (keyed with two words drawn from
-    `key`); the top 24 bits give a uniform in (-1, 1), mapped to a normal by the
-    inverse error function, as `jax.random.normal` does with threefry's bits.
+    The counter of each sample (its flat index in `shape`) is hashed twice
+    (keyed with two words drawn from `key`); the top 24 bits give a uniform in
+    (-1, 1), mapped to a normal by the inverse error function, as
+    `jax.random.normal` does with threefry's bits.
     """
-    seed = jax.random.bits(key, (2,), jnp.uint32)
     counter = jax.lax.iota(jnp.uint32, int(np.prod(shape))).reshape(shape)
+    return hashed_normal_at(key, counter, dtype)
+
+
+def hashed_normal_at(key, counter: jax.Array, dtype=jnp.float32) -> jax.Array:
+    """`hashed_normal`'s samples at the given flat indices (uint32 counters)."""
+    seed = jax.random.bits(key, (2,), jnp.uint32)
     h = _mix32(_mix32(counter * jnp.uint32(0x9E3779B9) ^ seed[0]) ^ seed[1])
     u = ((h >> 8).astype(jnp.float32) + 0.5) * (2.0 / (1 << 24)) - 1.0
     return (np.sqrt(2.0) * jax.lax.erf_inv(u)).astype(dtype)
@@ -109,14 +117,20 @@ def _magnitude_gain(key, b, t, where, sigma=0.2, knots=5):
     return jnp.where(where[:, None], curves, 1.0)
 
 
-def _warp_positions(key, b, t, c, where, sigma=0.1, knots=5):
+def _warp_knots(key, b, c, where, sigma=0.1, knots=5):
+    """[b, c, knots + 2] speeds of each channel's warp at its knots (see `_warp_positions`)."""
+    del where  # unselected segments get the identity in `_warp_positions`
+    return jnp.clip(1.0 + sigma * jax.random.normal(key, (b, c, knots + 2)), 0.5, 1.5)
+
+
+def _warp_positions(values, where, t):
     """[b, t, c] input time read by each output sample: a monotone warp, ends kept.
 
-    The warp's speed is a cubic through knots ~ N(1, sigma), clipped to
-    [0.5, 1.5] (5 sigma at the paper's 0.1), where every such spline stays
-    positive; its integral, scaled to run from 0 to t - 1, is the warp.
+    The warp's speed is a cubic through `values` [b, c, knots + 2] ~ N(1, sigma),
+    clipped to [0.5, 1.5] (5 sigma at the paper's 0.1), where every such spline
+    stays positive; its integral, scaled to run from 0 to t - 1, is the warp.
+    Segments whose `where` is False get the identity.
     """
-    values = jnp.clip(1.0 + sigma * jax.random.normal(key, (b, c, knots + 2)), 0.5, 1.5)
     warped = spline_curves(values, t, integrate=True)  # [b, c, t], 0 at the start
     warped = jnp.clip(warped * ((t - 1) / warped[..., -1:]), 0.0, t - 1.0)
     identity = jnp.arange(t, dtype=warped.dtype)  # exact, unlike a spline through ones
@@ -134,51 +148,120 @@ def _permutation(key, b, c, where):
     return jnp.where(where[:, None], perm, jnp.arange(c))
 
 
+def capacity(batch: int, p: float, z: float = 5.0) -> int:
+    """Rows set aside for the segments an augmentation of probability `p` selects.
+
+    The mean plus `z` standard deviations of the binomial count, rounded up to
+    a multiple of 8: at z = 5 a batch overflows it about once in 3 million
+    (and is then computed on all rows, so the result never changes). Returns
+    `batch` when setting rows aside would not save much.
+    """
+    cap = batch * p + z * np.sqrt(batch * p * (1.0 - p))
+    cap = int(np.ceil(cap / 8.0) * 8)
+    return batch if cap >= 0.75 * batch else cap
+
+
+def _on_selected_rows(fn, x, where, cap, add=False):
+    """Replace (or, with `add`, increment) the rows of `x` that `where` selects by `fn`'s.
+
+    `fn(index, selected)` computes new rows [n, t, c] for the segments
+    `index` [n] of `x`, reading `x` itself if it needs to; a row whose
+    `selected` flag is False must come out unchanged (or zero, with `add`).
+    With `cap` < batch it runs on the (at most `cap`) selected segments only,
+    whose rows are then scattered into `x` (padding rows, index = batch, are
+    dropped); when more than `cap` segments are selected, it runs on the whole
+    batch instead, so the result does not depend on `cap` (beyond the float
+    rounding of a matmul over a different number of rows).
+    """
+    b = x.shape[0]
+
+    def everything(x):
+        rows = fn(jnp.arange(b, dtype=jnp.int32), where)
+        return x + rows if add else rows
+
+    if cap >= b:
+        return everything(x)
+
+    def compact(x):
+        index = jnp.nonzero(where, size=cap, fill_value=b)[0].astype(jnp.int32)
+        rows = fn(index, index < b)
+        at = x.at[index]
+        kw = dict(mode="drop", unique_indices=True, indices_are_sorted=True)
+        return at.add(rows, **kw) if add else at.set(rows, **kw)
+
+    return jax.lax.cond(jnp.sum(where) > cap, everything, compact, x)
+
+
 def _compose(x, gain=None, warp=None, perm=None, noise=None):
-    """The cascade's whole effect in three passes over the batch.
+    """The cascade's whole effect: a pass over the batch, then work on selected rows only.
 
     y[b, t, o] = interp_{s = positions[b, t, o]} (x[b, s, perm[b, o]] * gain[b, s]) + noise.
 
     Cut-out and magnitude warp are gains over time shared by the channels,
-    applied with the permutation in one elementwise pass; the warp then
-    gathers from that materialized result, and the noise is added last. The
-    warp and the noise each sit in a `lax.cond` that skips them when no
-    segment of the batch drew them; the conditional is also a fusion
-    boundary, without which XLA fuses every stage into the gather loop and
-    recomputes it per gathered sample (10x slower on a CPU).
+    applied with the permutation in one elementwise pass over the batch. The
+    time warp and the noise then each run on the segments their coins select
+    only (see `_on_selected_rows`): the warp's positions and the gather that
+    resamples, and the noise, are computed for those rows alone and scattered
+    into the batch. The noise of sample (segment i, time s, channel j) is a
+    function of the key and of (i, s, j) only, the same whichever rows are
+    set aside. Each stage sits in a `lax.cond` that skips it when no segment
+    drew it; the conditional is also a fusion boundary, without which XLA
+    fuses the gain pass into the resampling gather and recomputes it per
+    gathered sample (10x slower on a CPU).
 
     Args:
-      gain: [b, t] or None. warp: (positions [b, t, c], selected [b]) or None.
-      perm: [b, c] source channel of each output channel, or None.
-      noise: (sigma [b], key) or None.
+      gain: [b, t] or None. perm: [b, c] source channel of each output channel, or None.
+      warp: (knot values [b, c, n], selected [b], capacity) or None.
+      noise: (sigma [b], key, selected [b], capacity) or None.
     """
-    c = x.shape[-1]
+    _, t, c = x.shape
     if perm is not None:
         onehot = (perm[:, None, :, None] == jnp.arange(c)).astype(x.dtype)
         x = sum(x[:, :, None, i] * onehot[..., i] for i in range(c))
     if gain is not None:
         x = x * gain[:, :, None].astype(x.dtype)
     if warp is not None:
-        positions, selected = warp
-        x = jax.lax.cond(jnp.any(selected), _resample, lambda x, _: x, x, positions)
+        values, selected, cap = warp
+
+        def warp_rows(x, index, sel):
+            positions = _warp_positions(jnp.take(values, index, axis=0, mode="clip"), sel, t)
+            return _resample(x, index, positions)
+
+        x = jax.lax.cond(
+            jnp.any(selected),
+            lambda x: _on_selected_rows(functools.partial(warp_rows, x), x, selected, cap),
+            lambda x: x,
+            x,
+        )
     if noise is not None:
-        sigma, key = noise
+        sigma, key, selected, cap = noise
 
-        def add_noise(x):
-            return x + (sigma[:, None, None] * hashed_normal(key, x.shape)).astype(x.dtype)
+        def noise_rows(index, sel):
+            s = jnp.where(sel, jnp.take(sigma, index, mode="clip"), 0.0)
+            counter = (index.astype(jnp.uint32)[:, None, None] * jnp.uint32(t * c)
+                       + jax.lax.iota(jnp.uint32, t * c).reshape(1, t, c))
+            return (s[:, None, None] * hashed_normal_at(key, counter)).astype(x.dtype)
 
-        x = jax.lax.cond(jnp.any(sigma > 0), add_noise, lambda x: x, x)
+        x = jax.lax.cond(
+            jnp.any(selected),
+            lambda x: _on_selected_rows(noise_rows, x, selected, cap, add=True),
+            lambda x: x,
+            x,
+        )
     return x
 
 
-def _resample(x, positions):
-    """Linear interpolation of each channel of x [b, t, c] at positions [b, t, c]."""
+def _resample(x, index, positions):
+    """Linear interpolation of each channel of the segments `index` of x [b, t, c].
+
+    positions [n, t, c] are the times read for segment index[n] (clipped to the batch).
+    """
     b, t, c = x.shape
     lo = jnp.clip(jnp.floor(positions), 0, t - 2)
     frac = (positions - lo).astype(x.dtype)
     # Flat indices into x: one plain 1-D gather per neighbour.
-    flat = (jnp.arange(b, dtype=jnp.int32)[:, None, None] * t + lo.astype(jnp.int32)) * c
-    flat = flat + jnp.arange(c, dtype=jnp.int32)
+    row = jnp.minimum(index, b - 1)[:, None, None]
+    flat = (row * t + lo.astype(jnp.int32)) * c + jnp.arange(c, dtype=jnp.int32)
     x_flat = x.reshape(-1)
     left = jnp.take(x_flat, flat, mode="clip")
     right = jnp.take(x_flat, flat + c, mode="clip")
@@ -213,16 +296,17 @@ def magnitude_warp(key, x, sigma: float = 0.2, knots: int = 5, where=None):
 
 def time_warp(key, x, sigma: float = 0.1, knots: int = 5, where=None):
     """Resample each channel along its own smooth monotone time warp, keeping the ends."""
-    b, t, c = x.shape
+    b, _, c = x.shape
     where = _selected(x, where)
-    return _compose(x, warp=(_warp_positions(key, b, t, c, where, sigma, knots), where))
+    return _compose(x, warp=(_warp_knots(key, b, c, where, sigma, knots), where, b))
 
 
 def gaussian_noise(key, x, min_sigma: float = 0.05, max_sigma: float = 0.1, where=None):
     """Add white noise with a standard deviation ~ U[min_sigma, max_sigma] per segment."""
     k_sigma, k_noise = jax.random.split(key)
-    sigma = _noise_sigma(k_sigma, x.shape[0], _selected(x, where), min_sigma, max_sigma)
-    return _compose(x, noise=(sigma, k_noise))
+    where = _selected(x, where)
+    sigma = _noise_sigma(k_sigma, x.shape[0], where, min_sigma, max_sigma)
+    return _compose(x, noise=(sigma, k_noise, where, x.shape[0]))
 
 
 def channel_permute(key, x, where=None):
@@ -278,6 +362,7 @@ def cascade(
             draws[name] = (jax.random.bernoulli(k_coin, p, (b,)), k_draw, params.get(name, {}))
 
     gain = warp = perm = noise = None
+    cap = {name: capacity(b, float(probabilities[name])) for name in draws}
     if "cut_out" in draws:
         where, k, kw = draws["cut_out"]
         gain = _cut_out_gain(k, b, t, where, **kw)
@@ -287,11 +372,11 @@ def cascade(
         gain = curve if gain is None else gain * curve
     if "time_warp" in draws:
         where, k, kw = draws["time_warp"]
-        warp = (_warp_positions(k, b, t, c, where, **kw), where)
+        warp = (_warp_knots(k, b, c, where, **kw), where, cap["time_warp"])
     if "gaussian_noise" in draws:
         where, k, kw = draws["gaussian_noise"]
         k_sigma, k_noise = jax.random.split(k)
-        noise = (_noise_sigma(k_sigma, b, where, **kw), k_noise)
+        noise = (_noise_sigma(k_sigma, b, where, **kw), k_noise, where, cap["gaussian_noise"])
     if "channel_permute" in draws:
         where, k, kw = draws["channel_permute"]
         perm = _permutation(k, b, c, where, **kw)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from ahms_fm import host_memory
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
 
@@ -23,6 +25,7 @@ def main(argv):
 
 def run():
     """Console entry point `ahms-fm train`."""
+    host_memory.keep_freed_memory()  # before JAX starts its threads
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)
 

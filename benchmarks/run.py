@@ -7,6 +7,9 @@
 (b) the PPG encoder's training throughput (forward + backward, batch 32):
     JAX with each depthwise-convolution form against eager PyTorch (when
     PyTorch is installed; it is not a dependency).
+
+Both run with glibc told to keep freed memory (`ahms_fm.host_memory`), as the
+project's entry points do; `--default-malloc` measures without it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ import os
 import platform
 import sys
 import time
+
+from ahms_fm import host_memory
+
+# Before JAX or PyTorch start their threads (see ahms_fm/host_memory.py).
+KEEP_FREED_MEMORY = "--default-malloc" not in sys.argv and host_memory.keep_freed_memory()
 
 import jax
 import jax.numpy as jnp
@@ -110,10 +118,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--only", choices=("augment", "encoder"))
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc as it is (see ahms_fm/host_memory.py)")
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}")
+          f"jax {jax.__version__} on {jax.devices()[0].platform}; "
+          f"malloc keeps freed memory: {KEEP_FREED_MEMORY}")
     if args.only != "encoder":
         bench_augment(repeats)
     if args.only != "augment":

@@ -205,3 +205,18 @@ def test_from_config_reads_probabilities_and_params():
     }
     assert params["cut_out"] == {"min_fraction": 0.3, "max_fraction": 0.5}
     assert params["time_warp"] == {"sigma": 0.1, "knots": 5}
+
+
+@pytest.mark.parametrize("cap", ["full", "overflow"])
+def test_cascade_on_selected_rows_matches_the_whole_batch(monkeypatch, cap):
+    # The cascade computes the time warp and the noise on the selected
+    # segments only (a buffer of `augment.capacity` rows), falling back to the
+    # whole batch when more are selected: all three give the same result.
+    x = _signals(b=64, t=256)
+    probs = {**PAPER_PPG, "time_warp": 0.3, "gaussian_noise": 0.3}
+    f = lambda: np.asarray(jax.jit(lambda k, x: augment.cascade(k, x, probs))(  # noqa: E731
+        jax.random.key(17), x))
+    compact = f()
+    assert augment.capacity(64, 0.3) < 64  # the default really sets rows aside
+    monkeypatch.setattr(augment, "capacity", lambda b, p: b if cap == "full" else 2)
+    np.testing.assert_allclose(f(), compact, rtol=1e-6, atol=1e-6)  # spline matmul rounding

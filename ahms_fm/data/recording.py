@@ -41,7 +41,9 @@ class Recording:
         if self.signal.ndim == 1:
             self.signal = self.signal[:, None]
         if self.signal.ndim != 2:
-            raise DataError(self.source, f"signal must be [time, channels], got {self.signal.shape}")
+            raise DataError(
+                self.source, f"signal must be [time, channels], got {self.signal.shape}"
+            )
         if not self.sample_rate > 0:
             raise DataError(self.source, f"sampling rate must be positive, got {self.sample_rate}")
         if not self.channels:

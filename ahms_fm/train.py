@@ -251,7 +251,7 @@ def make_train_step(config, model: Model, tx, schedule):
             "opt": opt,
         }
         out = {"loss": loss, **parts, "learning_rate": schedule(state["step"]),
-               "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
+               "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
         return new_state, out
 
     return train_step

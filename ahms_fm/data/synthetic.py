@@ -560,6 +560,18 @@ def _sinarg(freq, phase, t):
     return arg
 
 
+def _motion_bursts(motion, us, tt, seconds):
+    """Rows with a motion artefact, their uniforms, and each one's burst [rows, time]."""
+    m_rows = np.flatnonzero(motion)
+    if not m_rows.size:
+        return m_rows, None, None
+    mu = us[m_rows]
+    dur = 2.0 + 8.0 * mu[:, 8]  # 2-10 s, anywhere in the segment
+    burst = _burst(tt, mu[:, 9] * np.maximum(seconds - dur, 0.0), dur,
+                   0.5 + 3.5 * mu[:, 10:13], mu[:, 13:16])
+    return m_rows, mu, burst
+
+
 def _burst(t, start, dur, freqs, phases):
     """Hann-windowed sum of unit sinusoids (phases in cycles), float32 [rows, time]."""
     x = ((t - start[:, None]) / dur[:, None]).astype(np.float32)
@@ -780,17 +792,8 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
     out += np.matmul(comp.transpose(0, 2, 1), coef.astype(f32))
 
     motion = us[:, 7] < p["motion_rate"][index]
-    m_rows = np.flatnonzero(motion)
+    m_rows, mu, burst = _motion_bursts(motion, us, tt, seconds)
     if m_rows.size:
-        mu = us[m_rows]
-        dur = 2.0 + 8.0 * mu[:, 8]
-        burst = _burst(
-            tt,
-            mu[:, 9] * np.maximum(seconds - dur, 0.0),
-            dur,
-            0.5 + 3.5 * mu[:, 10:13],
-            mu[:, 13:16],
-        )
         mix = (3.0 + 7.0 * mu[:, 16]) * ac[m_rows]
         out[m_rows] += (
             burst[:, :, None]
@@ -921,17 +924,8 @@ def _ecg_chunk(p, index, segment, u, out, fs, seconds):
         x[af_rows] += fwave
 
     motion = us[:, 7] < 0.08
-    m_rows = np.flatnonzero(motion)
+    m_rows, mu, burst = _motion_bursts(motion, us, tt, seconds)
     if m_rows.size:
-        mu = us[m_rows]
-        dur = 2.0 + 8.0 * mu[:, 8]
-        burst = _burst(
-            tt,
-            mu[:, 9] * np.maximum(seconds - dur, 0.0),
-            dur,
-            0.5 + 3.5 * mu[:, 10:13],
-            mu[:, 13:16],
-        )
         x[m_rows] += (0.2 + 0.8 * mu[:, 16]).astype(f32)[:, None] * burst
     noise = out[:, :, 0]
     noise *= (p["ecg_noise"][index] * np.exp(0.3 * zs[:, 7])).astype(f32)[:, None]

@@ -202,3 +202,37 @@ def test_train_step_compiles_once_and_a_nan_loss_stops_the_run(data_dir, tmp_pat
     losses = _losses(tmp_path)
     bad = min(s for s, v in losses.items() if not np.isfinite(v))
     assert bad > 1 and all(s < bad for s in saved)
+
+
+@pytest.mark.parametrize("variant", ["segment_level", "no_koleo", "simclr", "byol", "bf16"])
+def test_ablation_variants_train(variant):
+    """Each ablation switch runs the step: finite loss, and the teacher it should have."""
+    import jax.numpy as jnp
+
+    from ahms_fm import train
+
+    config = load_config("ppg", "tiny" if variant == "bf16" else f"tiny,{variant}")
+    if variant == "bf16":
+        config.model.dtype = "bfloat16"
+    config.model.stages = ((4, 3, 1, 1),)  # one block: these runs test the switches
+    tx, schedule = train.make_optimizer(config)
+    model, state = train.init_state(config, tx)
+    step = jax.jit(train.make_train_step(config, model, tx, schedule))
+    rng = np.random.default_rng(0)
+    shape = (8, config.input.segment_length, config.input.channels)
+    batch = {"view_a": jnp.asarray(rng.normal(size=shape), jnp.float16),
+             "view_b": jnp.asarray(rng.normal(size=shape), jnp.float16),
+             "participant": jnp.arange(8, dtype=jnp.int32)}
+    for _ in range(2):
+        state, out = step(state, batch)
+    assert np.isfinite(float(out["loss"]))
+    assert ("byol" in out) == (variant == "byol")
+    assert ("koleo" in out) == (variant != "byol")
+    if variant == "no_koleo":
+        assert float(out["koleo"]) == 0.0
+    has_teacher = bool(jax.tree.leaves(state["teacher_params"]))
+    assert has_teacher == (variant != "simclr")
+    if variant == "byol":
+        assert "predictor" in state["params"]
+    if variant == "bf16":  # parameters stay float32
+        assert {x.dtype for x in jax.tree.leaves(state["params"])} == {jnp.dtype("float32")}

@@ -5,6 +5,7 @@ gradients, far slower than the arithmetic they need. A depthwise convolution
 with a short kernel is a sum of `kernel_size` shifted, scaled copies of its
 input, which XLA fuses into one pass over memory on every backend. Both forms
 compute the same thing (tested against each other); `benchmarks/` measures them.
+The 1x1 convolutions get a hand-written gradient for the same reason.
 """
 
 from __future__ import annotations
@@ -89,3 +90,67 @@ class DepthwiseConv1D(nnx.Module):
         kernel = self.kernel[...].astype(dtype)
         fn = depthwise_conv_shift if self.impl == "shift" else depthwise_conv_xla
         return fn(x, kernel, self.stride)
+
+
+@jax.custom_vjp
+def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """1x1 convolution of `x` [..., C_in] with `kernel` [C_in, C_out]: a dot over channels.
+
+    Its gradient is written out as two plain dots on [B*T, C] matrices: dx = g W^T
+    and dW = x^T g, contracted over the rows of both. What autodiff derives from
+    `nnx.Linear` made XLA:CPU write the batch-norm backward that feeds g in a
+    transposed [C_out, B*T] layout for the weight-gradient dot, an extra pass
+    over the widest tensors of a block; this form keeps g as it is produced.
+    """
+    return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _pointwise_fwd(x, kernel):
+    return pointwise_conv(x, kernel), (x, kernel)
+
+
+def _pointwise_bwd(residuals, g):
+    x, kernel = residuals
+    c_in, c_out = kernel.shape
+    x2 = x.reshape(-1, c_in)
+    g2 = g.reshape(-1, c_out)
+    dx = jax.lax.dot_general(g2, kernel, (((1,), (1,)), ((), ())))
+    dw = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())))
+    return dx.reshape(x.shape).astype(x.dtype), dw.astype(kernel.dtype)
+
+
+pointwise_conv.defvjp(_pointwise_fwd, _pointwise_bwd)
+
+
+class PointwiseConv1D(nnx.Module):
+    """1x1 convolution [B, T, C_in] -> [B, T, C_out] with the gradient of `pointwise_conv`.
+
+    Parameters as `nnx.Linear`'s (`kernel` [C_in, C_out], optional `bias`).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        dtype=None,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        # Initialized as nnx.Linear (same keys drawn), so a seed gives the same values.
+        init = nnx.initializers.lecun_normal()
+        self.kernel = nnx.Param(init(rngs.params(), (in_features, out_features), param_dtype))
+        if use_bias:
+            zeros = nnx.initializers.zeros
+            self.bias = nnx.Param(zeros(rngs.params(), (out_features,), param_dtype))
+        else:
+            self.bias = nnx.data(None)
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or x.dtype
+        y = pointwise_conv(x.astype(dtype), self.kernel[...].astype(dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(dtype)
+        return y

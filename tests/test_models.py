@@ -17,6 +17,7 @@ from ahms_fm.models.batchnorm import BatchNorm
 from ahms_fm.models.layers import (
     PointwiseConv1D,
     depthwise_conv_shift,
+    depthwise_conv_shift_vjp,
     depthwise_conv_xla,
     pointwise_conv,
     same_padding,
@@ -80,7 +81,7 @@ def test_depthwise_implementations_agree_with_numpy(length, kernel_size, stride)
     x = rng.normal(size=(2, length, 6)).astype(np.float32)
     w = rng.normal(size=(kernel_size, 6)).astype(np.float32)
     want = _reference_depthwise(x, w, stride)
-    for fn in (depthwise_conv_shift, depthwise_conv_xla):
+    for fn in (depthwise_conv_shift, depthwise_conv_shift_vjp, depthwise_conv_xla):
         np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), jnp.asarray(w), stride)), want,
                                    rtol=1e-5, atol=1e-5)
     # ... and so do their gradients.
@@ -88,6 +89,13 @@ def test_depthwise_implementations_agree_with_numpy(length, kernel_size, stride)
              for f in (depthwise_conv_shift, depthwise_conv_xla)]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+    # The hand-written gradient of the shifted copies is autodiff's, to 1e-5.
+    weights = rng.normal(size=(2, -(-length // stride), 6)).astype(np.float32)
+    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w, stride)) * weights),
+                              (0, 1)))(x, w)
+             for f in (depthwise_conv_shift_vjp, depthwise_conv_shift)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_is_the_same_function_with_either_depthwise_form():

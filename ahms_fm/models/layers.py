@@ -10,6 +10,7 @@ The 1x1 convolutions get a hand-written gradient for the same reason.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -54,6 +55,48 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Ar
     return sum(taps[1:], taps[0])
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv_shift_vjp(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+    """`depthwise_conv_shift` with a hand-written gradient (the same function).
+
+    dx is the transposed convolution written as shifted copies of g (with zeros
+    between its samples for stride 2) times the flipped kernel, one fused pass;
+    dkernel is one reduction per tap. About 5% of the PPG training step faster
+    than what autodiff derives from the shifted copies (`benchmarks/`)."""
+    return depthwise_conv_shift(x, kernel, stride)
+
+
+def _dw_fwd(x, kernel, stride):
+    return depthwise_conv_shift(x, kernel, stride), (x, kernel)
+
+
+def _dw_bwd(stride, residuals, g):
+    x, kernel = residuals
+    k = kernel.shape[0]
+    length = x.shape[1]
+    lo, hi = same_padding(length, k, stride)
+    out_len = g.shape[1]
+    span = stride * (out_len - 1) + 1
+    # dx: the transposed convolution, as shifted copies of g (zeros between its
+    # samples for stride 2) scaled by the flipped kernel.
+    left = k - 1 - lo
+    right = length - span + lo
+    gp = jax.lax.pad(g, jnp.zeros((), g.dtype),
+                     ((0, 0, 0), (left, right, stride - 1), (0, 0, 0)))
+    taps = [jax.lax.slice_in_dim(gp, j, j + length, axis=1) * kernel[k - 1 - j]
+            for j in range(k)]
+    dx = sum(taps[1:], taps[0])
+    xp = jnp.pad(x, ((0, 0), (lo, hi), (0, 0)))
+    dk = jnp.stack([
+        jnp.sum(jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * g, (0, 1))
+        for i in range(k)
+    ])
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+depthwise_conv_shift_vjp.defvjp(_dw_fwd, _dw_bwd)
+
+
 def resolve_depthwise_impl(impl: str) -> str:
     """'auto' picks the fused shift form on CPU and XLA's grouped conv elsewhere."""
     if impl not in DEPTHWISE_IMPLS:
@@ -88,7 +131,7 @@ class DepthwiseConv1D(nnx.Module):
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         kernel = self.kernel[...].astype(dtype)
-        fn = depthwise_conv_shift if self.impl == "shift" else depthwise_conv_xla
+        fn = depthwise_conv_shift_vjp if self.impl == "shift" else depthwise_conv_xla
         return fn(x, kernel, self.stride)
 
 

@@ -14,7 +14,14 @@ from ahms_fm.models import (
     encoder_from_config,
 )
 from ahms_fm.models.batchnorm import BatchNorm
-from ahms_fm.models.layers import depthwise_conv_shift, depthwise_conv_xla, same_padding
+from ahms_fm.models.layers import (
+    PointwiseConv1D,
+    depthwise_conv_shift,
+    depthwise_conv_shift_vjp,
+    depthwise_conv_xla,
+    pointwise_conv,
+    same_padding,
+)
 
 
 def abstract(fn):
@@ -74,7 +81,7 @@ def test_depthwise_implementations_agree_with_numpy(length, kernel_size, stride)
     x = rng.normal(size=(2, length, 6)).astype(np.float32)
     w = rng.normal(size=(kernel_size, 6)).astype(np.float32)
     want = _reference_depthwise(x, w, stride)
-    for fn in (depthwise_conv_shift, depthwise_conv_xla):
+    for fn in (depthwise_conv_shift, depthwise_conv_shift_vjp, depthwise_conv_xla):
         np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), jnp.asarray(w), stride)), want,
                                    rtol=1e-5, atol=1e-5)
     # ... and so do their gradients.
@@ -82,6 +89,13 @@ def test_depthwise_implementations_agree_with_numpy(length, kernel_size, stride)
              for f in (depthwise_conv_shift, depthwise_conv_xla)]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+    # The hand-written gradient of the shifted copies is autodiff's, to 1e-5.
+    weights = rng.normal(size=(2, -(-length // stride), 6)).astype(np.float32)
+    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w, stride)) * weights),
+                              (0, 1)))(x, w)
+             for f in (depthwise_conv_shift_vjp, depthwise_conv_shift)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
 def test_encoder_is_the_same_function_with_either_depthwise_form():
@@ -93,6 +107,37 @@ def test_encoder_is_the_same_function_with_either_depthwise_form():
     )
     with pytest.raises(ValueError, match="depthwise_impl"):
         EfficientNet1D(4, 72, 7, depthwise_impl="fft", rngs=nnx.Rngs(1))
+
+
+@pytest.mark.parametrize("shape", [(3, 50, 7, 11), (4, 1, 16, 5), (2, 33, 40, 280)])
+def test_pointwise_conv_matches_einsum_forward_and_gradients(shape):
+    b, t, c_in, c_out = shape
+    kx, kw, kg = jax.random.split(jax.random.key(sum(shape)), 3)
+    x = jax.random.normal(kx, (b, t, c_in))
+    w = jax.random.normal(kw, (c_in, c_out)) / np.sqrt(c_in)
+    weights = jax.random.normal(kg, (b, t, c_out))
+
+    def plain(x, w):
+        return jnp.einsum("btc,cd->btd", x, w, precision="highest")
+
+    for f in (jax.jit(pointwise_conv), pointwise_conv):
+        np.testing.assert_allclose(np.asarray(f(x, w)), np.asarray(plain(x, w)),
+                                   rtol=1e-5, atol=1e-5)
+    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w)) * weights), (0, 1)))(x, w)
+             for f in (pointwise_conv, plain)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_pointwise_conv_module_is_nnx_linear():
+    x = jax.random.normal(jax.random.key(0), (2, 9, 6))
+    for use_bias in (True, False):
+        ours = PointwiseConv1D(6, 4, use_bias=use_bias, rngs=nnx.Rngs(3))
+        theirs = nnx.Linear(6, 4, use_bias=use_bias, rngs=nnx.Rngs(3))
+        assert jax.tree.structure(nnx.state(ours, nnx.Param)) == jax.tree.structure(
+            nnx.state(theirs, nnx.Param))
+        np.testing.assert_array_equal(np.asarray(ours.kernel[...]), np.asarray(theirs.kernel[...]))
+        np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
 
 
 def test_batch_norm_matches_flax_forward_gradients_and_running_averages():

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ahms_fm.models.batchnorm import BatchNorm
-from ahms_fm.models.layers import DepthwiseConv1D
+from ahms_fm.models.layers import DepthwiseConv1D, PointwiseConv1D
 
 # One row per stage: (width multiplier k, kernel size, repeats, stride of its
 # first block). Widths are int(k * f) with f = embed_dim / 36; the stem is
@@ -65,7 +65,9 @@ class MBConv(nnx.Module):
     ):
         hidden = in_channels * expansion
         if expansion != 1:
-            self.expand = nnx.Linear(in_channels, hidden, use_bias=False, dtype=dtype, rngs=rngs)
+            self.expand = PointwiseConv1D(
+                in_channels, hidden, use_bias=False, dtype=dtype, rngs=rngs
+            )
             self.expand_bn = bn(hidden)
         else:
             self.expand = None
@@ -75,7 +77,7 @@ class MBConv(nnx.Module):
         )
         self.depthwise_bn = bn(hidden)
         self.se = SqueezeExcite(hidden, max(1, int(se_ratio * hidden)), dtype=dtype, rngs=rngs)
-        self.project = nnx.Linear(hidden, out_channels, use_bias=False, dtype=dtype, rngs=rngs)
+        self.project = PointwiseConv1D(hidden, out_channels, use_bias=False, dtype=dtype, rngs=rngs)
         self.project_bn = bn(out_channels)
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -141,7 +143,7 @@ class EfficientNet1D(nnx.Module):
                 )
                 width = out
         self.blocks = nnx.List(blocks)
-        self.head = nnx.Linear(width, embed_dim, use_bias=False, dtype=dtype, rngs=rngs)
+        self.head = PointwiseConv1D(width, embed_dim, use_bias=False, dtype=dtype, rngs=rngs)
         self.head_bn = bn(embed_dim)
 
     @property

@@ -26,7 +26,7 @@ from absl import logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ahms_fm import train
+from ahms_fm import host_memory, train
 from ahms_fm.config_utils import import_sibling
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -57,6 +57,7 @@ def run(modality: str, batch: int, steps: int, dtype: str, data_dir: str) -> dic
 
 
 def main():
+    host_memory.keep_freed_memory()  # as `python -m ahms_fm.main` does
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)

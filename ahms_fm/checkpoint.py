@@ -62,12 +62,6 @@ class Checkpoints:
         )
         return restored.state, restored.data, restored.info
 
-    def restore_info(self, step: int | None = None) -> dict:
-        """Only the JSON info (config, modality spec) of a checkpoint."""
-        step = self.latest_step() if step is None else step
-        return self._manager.restore(
-            step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
-
     def wait(self):
         self._manager.wait_until_finished()
 

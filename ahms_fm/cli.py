@@ -12,11 +12,11 @@ COMMANDS = ("train", "ingest")
 
 
 def run():
-    command = sys.argv[1] if len(sys.argv) > 1 and not sys.argv[1].startswith("-") else "train"
+    given = len(sys.argv) > 1 and not sys.argv[1].startswith("-")
+    command = sys.argv[1] if given else "train"
     if command not in COMMANDS:
         sys.exit(f"ahms-fm: unknown command {command!r}; commands: {', '.join(COMMANDS)}")
-    argv = [f"{sys.argv[0]} {command}", *sys.argv[2 if len(sys.argv) > 1 and
-                                                    sys.argv[1] == command else 1:]]
+    argv = [f"{sys.argv[0]} {command}", *sys.argv[2 if given else 1:]]
     if command == "ingest":
         from ahms_fm import ingest
 

@@ -59,14 +59,14 @@ def retrieval_top1(z: np.ndarray, participants: np.ndarray) -> float:
     return float(np.mean((participants[nearest] == participants)[has_pair]))
 
 
-def representation_metrics(embeddings: np.ndarray, view_b: np.ndarray | None,
+def representation_metrics(view_a: np.ndarray, view_b: np.ndarray,
                            participants: np.ndarray) -> dict[str, float]:
-    """All of the above for one validation sample (view_b: the paired views' embeddings)."""
-    out = {
-        "effective_rank": effective_rank(embeddings),
-        "uniformity": uniformity(embeddings),
-        "retrieval_top1": retrieval_top1(embeddings, participants),
+    """All of the above for paired embeddings [n, d] of one validation sample: rank,
+    uniformity and retrieval over both views together, alignment between them."""
+    both = np.concatenate([view_a, view_b])
+    return {
+        "effective_rank": effective_rank(both),
+        "uniformity": uniformity(both),
+        "retrieval_top1": retrieval_top1(both, np.concatenate([participants, participants])),
+        "alignment": alignment(view_a, view_b),
     }
-    if view_b is not None:
-        out["alignment"] = alignment(embeddings, view_b)
-    return out

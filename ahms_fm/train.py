@@ -262,7 +262,7 @@ def make_train_step(config, model: Model, tx, schedule):
 # ----------------------------------------------------------------------------
 
 
-def evaluate(config, model: Model, state, split, embed_fn, sharding) -> dict[str, float]:
+def evaluate(config, state, split, embed_fn, sharding) -> dict[str, float]:
     """Embed `eval_batches` validation pairs (no augmentation) with the student's encoder."""
     it = iter(make_pipeline(config, split, seed_offset=1))
     za, zb, ids = [], [], []
@@ -271,11 +271,8 @@ def evaluate(config, model: Model, state, split, embed_fn, sharding) -> dict[str
         za.append(multihost_utils.process_allgather(embed_fn(state, batch["view_a"]), tiled=True))
         zb.append(multihost_utils.process_allgather(embed_fn(state, batch["view_b"]), tiled=True))
         ids.append(multihost_utils.process_allgather(batch["participant"], tiled=True))
-    za, zb = np.concatenate(za), np.concatenate(zb)
-    ids = np.concatenate(ids)
-    both = np.concatenate([za, zb])
-    return metrics.representation_metrics(both, None, np.concatenate([ids, ids])) | {
-        "alignment": metrics.alignment(za, zb)}
+    return metrics.representation_metrics(np.concatenate(za), np.concatenate(zb),
+                                          np.concatenate(ids))
 
 
 # ----------------------------------------------------------------------------
@@ -306,6 +303,12 @@ class _Preemption:
 
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or Inf; the run stops without checkpointing that state."""
+
+
+def _check_finite(loss: float, step: int) -> None:
+    if not np.isfinite(loss):
+        raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without a checkpoint "
+                            "of this state")
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -363,21 +366,16 @@ def train_and_evaluate(config, workdir) -> dict:
             if step % config.log_every_steps == 0 or step == config.num_steps:
                 last = {k: float(v) for k, v in jax.device_get(out).items()}
                 monitor.log(step, last)
-                if not np.isfinite(last["loss"]):
-                    raise NonFiniteLoss(f"loss is {last['loss']} at step {step}; stopping "
-                                        "without a checkpoint of this state")
+                _check_finite(last["loss"], step)
             else:
                 monitor.count_step()
             evaluated = None
             if step % config.eval_every_steps == 0 or step == config.num_steps:
-                evaluated = evaluate(config, model, state, val_split, embed_fn, batch_sharding)
+                evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
                 monitor.log(step, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
             stop = preemption.any_process()
             if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stop:
-                loss = float(out["loss"])  # never checkpoint a state whose loss is not finite
-                if not np.isfinite(loss):
-                    raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without a "
-                                        "checkpoint of this state")
+                _check_finite(float(out["loss"]), step)  # never checkpoint such a state
                 with monitor.checkpointing():
                     ckpt.save(step, state, data_iter.get_state(), info,
                               metrics=evaluated, force=stop)

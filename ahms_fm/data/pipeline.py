@@ -46,9 +46,7 @@ def _eligible(ranges: np.ndarray, positives: str, sample_by: str):
     """Base units of an epoch: [n, 3] rows (participant_index, first record, count)."""
     min_count = 2 if positives == "participant" else 1
     keep = ranges[:, 2] >= min_count
-    skipped = {"participants_single_segment": int(np.sum(~keep & (ranges[:, 2] == 1))),
-               "segments_of_single_segment_participants": int(
-                   np.sum(ranges[~keep & (ranges[:, 2] == 1), 2]))}
+    skipped = {"participants_single_segment": int(np.sum(~keep))}  # min_count is 1 or 2
     rows = ranges[keep]
     if sample_by == "participant":
         return rows, skipped

@@ -193,34 +193,18 @@ def _fill_nonfinite(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, bad
 
 
-def _constant_runs(x: np.ndarray, min_run: int) -> np.ndarray:
-    """[time] bool: sample lies in a run of >= min_run identical values in some channel."""
-    n = len(x)
-    depth = np.zeros(n + 1, np.int64)
-    if n < 2 or min_run < 2:
-        return depth[:n] > 0
-    for c in range(x.shape[1]):
-        change = np.flatnonzero(np.diff(x[:, c]) != 0) + 1
-        starts = np.concatenate([[0], change])
-        ends = np.concatenate([change, [n]])
-        long = ends - starts >= min_run
-        np.add.at(depth, starts[long], 1)
-        np.add.at(depth, ends[long], -1)
-    return np.cumsum(depth[:n]) > 0
-
-
-def _flat_fraction(x: np.ndarray, min_run: int) -> np.ndarray:
-    """[n] fraction of samples of each [n, channels, time] window that lie in a run of at
-    least `min_run` identical values in some channel (vectorized `_constant_runs`)."""
+def _long_runs(x: np.ndarray, min_run: int) -> np.ndarray:
+    """[n, time] bool: the sample of each [n, channels, time] window lies in a run of at
+    least `min_run` identical values in some channel."""
     n, _, length = x.shape
-    same = np.diff(x, axis=-1) == 0  # [n, c, length - 1]
+    out = np.zeros((n, length), bool)
     k = min_run - 1  # a run of min_run samples is k equal steps in a row
     if k < 1 or length <= k:
-        return np.zeros(n)
+        return out
+    same = np.diff(x, axis=-1) == 0  # [n, c, length - 1]
     c = np.concatenate([np.zeros((*same.shape[:2], 1), np.int32),
                         np.cumsum(same, axis=-1, dtype=np.int32)], axis=-1)
     starts = (c[..., k:] - c[..., :-k]) == k  # steps j..j+k-1 all equal
-    out = np.zeros(n)
     rows = np.flatnonzero(starts.any(axis=(1, 2)))
     if len(rows) == 0:
         return out
@@ -232,8 +216,13 @@ def _flat_fraction(x: np.ndarray, min_run: int) -> np.ndarray:
     pad_hi = np.repeat(d[..., -1:], length + 1 - d.shape[-1], axis=-1)
     ext = np.concatenate([pad_lo, d, pad_hi], axis=-1)  # ext[m + k + 1] = starts[:m + 1].sum()
     covered = (ext[..., k + 1: k + 1 + length] - ext[..., :length]) > 0
-    out[rows] = covered.any(axis=1).mean(axis=-1)
+    out[rows] = covered.any(axis=1)
     return out
+
+
+def _flat_fraction(x: np.ndarray, min_run: int) -> np.ndarray:
+    """[n] fraction of each [n, channels, time] window that lies in long constant runs."""
+    return _long_runs(x, min_run).mean(axis=-1)
 
 
 def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
@@ -394,7 +383,7 @@ def segment_array(
     bpm, periodicity = estimate_heart_rate(windows, spec.sample_rate, spec.modality)
     if quality is not None:
         min_run = max(2, round(quality.flat_seconds * sample_rate))
-        flat = _window_fraction(_constant_runs(x, min_run), sample_rate, starts_s, w)
+        flat = _window_fraction(_long_runs(x.T[None], min_run)[0], sample_rate, starts_s, w)
         reject("flat", flat > quality.max_flat_fraction)
         clipped = _clipped_fraction(x, sample_rate, starts_s, w)
         reject("clipped", clipped > quality.max_clipped_fraction)

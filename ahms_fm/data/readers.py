@@ -379,18 +379,23 @@ def _read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, 
         raise DataError(hea, f"channels are sampled at different rates (samples per frame "
                              f"{spf}); not supported")
     names = [str(n) for n in record.sig_name]
-    idx = list(range(len(names)))
-    if channels:
-        missing = [c for c in channels if c not in names]
-        if missing:
-            raise DataError(hea, f"no channel(s) {missing}; channels are {names}")
-        idx = [names.index(c) for c in channels]
+    idx = _channel_indices(hea, names, channels)
     signal = np.asarray(record.p_signal, dtype=np.float64)[:, idx]
     if signal.shape[0] == 0:
         raise DataError(hea, "record has no samples")
     _check_finite(hea, signal, lambda r: f"sample {r}", "sample (WFDB 'invalid' code)")
     rate = _agree(hea, float(record.fs), sample_rate, "header")
     return signal, rate, [names[i] for i in idx], start
+
+
+def _channel_indices(path, names: list[str], channels) -> list[int]:
+    """Indices of the selected channel names (all where none are selected)."""
+    if not channels:
+        return list(range(len(names)))
+    missing = [c for c in channels if c not in names]
+    if missing:
+        raise DataError(path, f"no channel(s) {missing}; channels are {names}")
+    return [names.index(c) for c in channels]
 
 
 def _rdrecord_sanitized(hea: Path, text: str, lines: list[str], tokens: list[str],
@@ -419,12 +424,7 @@ def _read_edf(path: Path, sample_rate, channels, participant, recording) -> Reco
         labels = [label.strip() for label in f.getSignalLabels()]
         if not labels:
             raise DataError(path, "no signals in the file")
-        idx = list(range(len(labels)))
-        if channels:
-            missing = [c for c in channels if c not in labels]
-            if missing:
-                raise DataError(path, f"no channel(s) {missing}; channels are {labels}")
-            idx = [labels.index(c) for c in channels]
+        idx = _channel_indices(path, labels, channels)
         rates = {labels[i]: float(f.getSampleFrequency(i)) for i in idx}
         if len(set(rates.values())) > 1:
             raise DataError(path, f"channels have different sampling rates {rates}; select "

@@ -1,0 +1,1 @@
+"""Evaluation: embeddings from checkpoints, linear probes, baselines and reports."""

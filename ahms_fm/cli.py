@@ -1,4 +1,5 @@
-"""The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`.
+"""The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`,
+`ahms-fm probe --checkpoint ...`.
 
 Each subcommand is its own absl program (python -m ahms_fm.main, python -m
 ahms_fm.ingest); this only picks one, so their flags never meet.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "ingest")
+COMMANDS = ("train", "ingest", "probe")
 
 
 def run():
@@ -21,6 +22,10 @@ def run():
         from ahms_fm import ingest
 
         return ingest.run(argv)
+    if command == "probe":
+        from ahms_fm.evaluation import probe
+
+        return probe.run(argv)
     from ahms_fm import main
 
     sys.argv = argv

@@ -275,6 +275,18 @@ def evaluate(config, state, split, embed_fn, sharding) -> dict[str, float]:
                                           np.concatenate(ids))
 
 
+def probe_embedder(state, embed_fn, sharding):
+    """x [global batch, time, ch] (the same on every process) -> its embeddings, for the
+    quick probe (ahms_fm/evaluation/quick.py)."""
+    def embed_batch(x):
+        share = len(x) // jax.process_count()
+        lo = jax.process_index() * share
+        local = jax.make_array_from_process_local_data(sharding, x[lo:lo + share])
+        return multihost_utils.process_allgather(embed_fn(state, local), tiled=True)
+
+    return embed_batch
+
+
 # ----------------------------------------------------------------------------
 # The loop.
 # ----------------------------------------------------------------------------
@@ -373,6 +385,14 @@ def train_and_evaluate(config, workdir) -> dict:
             if step % config.eval_every_steps == 0 or step == config.num_steps:
                 evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
                 monitor.log(step, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
+            if config.probe.every_steps and (step % config.probe.every_steps == 0
+                                             or step == config.num_steps):
+                from ahms_fm.evaluation import quick  # imports this module
+
+                probed = quick.quick_probe(config, val_split,
+                                           probe_embedder(state, embed_fn, batch_sharding),
+                                           batch_size=config.batch_size)
+                monitor.log(step, probed, console=True)
             stop = preemption.any_process()
             if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stop:
                 _check_finite(float(out["loss"]), step)  # never checkpoint such a state

@@ -110,6 +110,23 @@ def recipe() -> ml_collections.ConfigDict:
     c.data.num_workers = 0  # Grain worker processes; 0 = threads in this process
     c.data.prefetch = 2  # batches buffered per worker
 
+    # Linear probes on frozen embeddings (ahms_fm/evaluation, `ahms-fm probe`).
+    c.probe = ml_collections.ConfigDict()
+    c.probe.which = "teacher"  # encoder to evaluate: the EMA "teacher" or the "student"
+    c.probe.folds = 5  # k-fold CV over participants picks each probe's strength
+    c.probe.log10_strengths = (-1.0, 6.0)  # ridge alpha / logistic 1/C, log-spaced ...
+    c.probe.num_strengths = 8  # ... over this many values
+    c.probe.protocol = "auto"  # "split" (test split held out), "crossfit" (outer k folds)
+    c.probe.min_test_participants = 100  # auto: fewer in the test split -> crossfit
+    c.probe.n_boot = 1_000  # bootstrap replicates over test participants
+    c.probe.level = 0.95  # confidence level of the intervals
+    c.probe.seed = 0  # folds, bootstrap and the random-init baseline
+    c.probe.baselines = "random_init,handcrafted,demographic"
+    c.probe.batch_size = 256  # segments per embedding forward pass
+    c.probe.every_steps = 0  # >0: a quick ridge probe on the validation split while training
+    c.probe.train_targets = ""  # its targets ("" = the dataset's defaults)
+    c.probe.max_segments_per_participant = 4  # its embedding budget
+
     c.log_every_steps = 100
     c.eval_every_steps = 1_000
     c.eval_batches = 8  # validation batches per evaluation
@@ -127,11 +144,12 @@ def _runlocal(c):
     c.head.hidden_dim = 128
     c.head.out_dim = 32
     c.head.predictor_hidden_dim = 128
-    c.data.participants = 64
+    c.data.participants = 256  # the probes need participants more than training does
     c.data.segments_per_participant = 4
     c.log_every_steps = 5
     c.eval_every_steps = 15
     c.checkpoint_every_steps = 15
+    c.probe.every_steps = 15
 
 
 def _tiny(c):
@@ -144,6 +162,7 @@ def _tiny(c):
     c.head.hidden_dim = 64
     c.head.out_dim = 16
     c.data.participants = 48
+    c.probe.every_steps = 0
     c.batch_size = 16
     c.num_steps = 8
     c.log_every_steps = 1

@@ -82,7 +82,9 @@ def data_dir(tmp_path_factory):
 def reference(tmp_path_factory, data_dir):
     """An uninterrupted run on 8 devices."""
     workdir = tmp_path_factory.mktemp("reference")
-    _finish(_start(workdir, data_dir))
+    # The quick probe on the ~20 validation segments (too few participants for theirs).
+    _finish(_start(workdir, data_dir, extra=["--config.probe.every_steps=3",
+                                             "--config.probe.train_targets=segment.heart_rate"]))
     return workdir
 
 
@@ -92,6 +94,9 @@ def test_run_writes_metrics_checkpoints_and_config(reference):
     assert all(np.isfinite(v) for v in losses.values())
     rows = [json.loads(r) for r in (reference / "metrics.jsonl").read_text().splitlines()]
     assert any("val/retrieval_top1" in r for r in rows)
+    probed = [r for r in rows if "probe/segment.heart_rate/r2" in r]
+    assert [r["step"] for r in probed] == [3, 6]
+    assert all(np.isfinite(r["probe/segment.heart_rate/mae"]) for r in probed)
     assert {"segments_per_second", "data_wait_s", "learning_rate", "grad_norm"} <= set(rows[0])
     assert sorted(int(p.name) for p in (reference / "checkpoints").iterdir()
                   if p.name.isdigit()) == [2, 4, 6]

@@ -185,7 +185,7 @@ def _complete(path: Path) -> bool:
 def find_checkpoint(path, step: int | None = None) -> Path:
     """The step folder of a checkpoint: `path` is a run's workdir, its `checkpoints`
     folder, or a step folder; the latest complete step unless `step` is given."""
-    path = Path(path)
+    path = Path(path).absolute()  # Orbax reads relative paths wrongly
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such run, checkpoints folder or checkpoint")
     if _is_step_dir(path):

@@ -1,0 +1,415 @@
+"""Linear probes on frozen embeddings, with baselines, honest statistics and a report.
+
+    ahms-fm probe --checkpoint runs/demo [--dataset DIR] [--targets age,age>50,sex] [--out DIR]
+
+The path: embed every segment of every split (Parquet), average each
+participant's segments (participant targets) or keep segments (`segment.`
+targets), standardize, fit ridge (regression) or L2 logistic regression
+(binary) with the strength chosen by k-fold cross-validation over participants,
+and score the held-out participants with 95% bootstrap intervals. Baselines go
+through the same probes: a randomly initialized encoder, hand-crafted features
+(heart rate, HRV, signal statistics) and, for conditions, demographics (age,
+sex, BMI).
+
+Protocols: `split` trains on the dataset's train + validation participants and
+tests on its test participants; `crossfit` (for small cohorts) rotates k outer
+folds over all participants, so every participant is predicted once by a probe
+that never saw it. `auto` picks `split` when the test split has at least
+`min_test_participants` participants.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from ahms_fm.data import dataset
+from ahms_fm.evaluation import embeddings, linear, stats
+from ahms_fm.evaluation import targets as targets_lib
+from ahms_fm.evaluation.features import handcrafted_features
+
+REGRESSION_METRICS = ("mae", "r2", "pearson_r")
+BINARY_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy")
+
+
+def probe_defaults():
+    """The `probe` section of the recipe (configs/common.py), for checkpoints without one."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "common.py"
+    if path.exists():
+        spec = importlib.util.spec_from_file_location("ahms_fm_common_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.recipe().probe
+    raise FileNotFoundError(f"{path}: the recipe is needed for the probe's defaults")
+
+
+# ----------------------------------------------------------------------------
+# Units: what one row of a probe is.
+# ----------------------------------------------------------------------------
+
+
+def group_means(x: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unique groups, [g, d] mean of each group's rows), NaN-aware (all-NaN -> NaN)."""
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    finite = np.isfinite(x)
+    sums = np.zeros((len(uniq), x.shape[1]))
+    counts = np.zeros((len(uniq), x.shape[1]))
+    np.add.at(sums, inverse, np.where(finite, x, 0.0))
+    np.add.at(counts, inverse, finite)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return uniq, (sums / counts).astype(np.float32)
+
+
+@dataclasses.dataclass
+class Units:
+    """The rows of the probes at one level: features per feature set, who, and which split."""
+
+    level: str  # "participant" | "segment"
+    groups: np.ndarray  # participant_index of each unit
+    is_test: np.ndarray  # in the dataset's test split
+    features: dict  # feature set name -> [n, d]
+    segments: object  # pandas.DataFrame of segment rows (segment level) or None
+
+
+def make_units(level: str, table, features: dict) -> Units:
+    """Units from the segment table (participant_index, split, ...) and per-segment features."""
+    if level == "segment":
+        return Units(level, table["participant_index"].to_numpy(),
+                     (table["split"] == "test").to_numpy(), features, table)
+    pid = table["participant_index"].to_numpy()
+    means = {}
+    for name, x in features.items():
+        groups, means[name] = group_means(x, pid)
+    split_of = dict(zip(pid, table["split"], strict=True))
+    is_test = np.array([split_of[g] == "test" for g in groups])
+    return Units(level, groups, is_test, means, None)
+
+
+def target_matrix(units: Units, targets, participants, where: str):
+    """[n, t] y (NaN = missing) and the kind of each target."""
+    ys, kinds = [], []
+    for t in targets:
+        if units.level == "segment":
+            if t.column not in units.segments:
+                raise ValueError(f"{where}: segments have no field {t.column!r}; fields: "
+                                 f"{sorted(units.segments.columns)}")
+            raw = units.segments[t.column].tolist()
+        else:
+            raw = targets_lib.participant_column(participants, t.column, units.groups, where)
+        y, kind = targets_lib.values(t, raw)
+        ys.append(y)
+        kinds.append(kind)
+    return np.stack(ys, axis=1) if ys else np.zeros((len(units.groups), 0)), kinds
+
+
+# ----------------------------------------------------------------------------
+# Fitting under a protocol.
+# ----------------------------------------------------------------------------
+
+
+def _impute(x_train, x_test):
+    """NaN features -> the training mean (0 where a column has no value at all)."""
+    mean = np.nanmean(np.where(np.isfinite(x_train), x_train, np.nan), axis=0) \
+        if len(x_train) else np.zeros(x_train.shape[1])
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    fix = lambda a: np.where(np.isfinite(a), a, mean).astype(np.float32)  # noqa: E731
+    return fix(x_train), fix(x_test)
+
+
+def fit_predict(x, y, binary, groups, test, *, folds, strengths, seed):
+    """Train on ~test, predict test: (predictions [n_test, t], thresholds [t], strengths [t]).
+
+    Regression targets use ridge, binary ones L2 logistic regression; each target's
+    strength is chosen by `folds`-fold cross-validation over the training participants.
+    Thresholds (for balanced accuracy) are the training prevalences.
+    """
+    stats.assert_disjoint(groups[~test], groups[test])
+    x_train, x_test = _impute(x[~test], x[test])
+    y_train = y[~test]
+    # Small cohorts: at most one fold per training participant.
+    inner = linear.make_folds(groups[~test], min(folds, len(np.unique(groups[~test]))), seed)
+    pred = np.full((int(test.sum()), y.shape[1]), np.nan)
+    strength = np.full(y.shape[1], np.nan)
+    for is_binary, fit in ((False, linear.fit_ridge), (True, linear.fit_logistic)):
+        cols = np.flatnonzero(binary == is_binary)
+        if len(cols):
+            r = fit(x_train, y_train[:, cols], x_test, folds=inner, strengths=strengths)
+            pred[:, cols], strength[cols] = r.predictions, r.strength
+    threshold = np.nanmean(y_train, axis=0)
+    return pred, threshold, strength
+
+
+def protocol_for(units: Units, requested: str, min_test: int) -> str:
+    if requested not in ("auto", "split", "crossfit"):
+        raise ValueError(f"protocol must be auto, split or crossfit, got {requested!r}")
+    if requested != "auto":
+        return requested
+    test_participants = len(np.unique(units.groups[units.is_test]))
+    return "split" if test_participants >= min_test else "crossfit"
+
+
+def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed):
+    """Held-out predictions for every test unit: (tested mask [n], pred [n, t], thr [n, t],
+    chosen strengths [folds or 1, t], labelled training units [t] (most over folds))."""
+    n, t = y.shape
+    pred, thr = np.full((n, t), np.nan), np.full((n, t), np.nan)
+    if protocol == "split":
+        parts = [units.is_test]
+    else:
+        k = min(folds, len(np.unique(units.groups)))
+        outer = linear.make_folds(units.groups, k, seed + 1)
+        parts = [outer == f for f in range(k)]
+    chosen, n_train = [], np.zeros(t, int)
+    for test in parts:
+        p, th, s = fit_predict(x, y, binary, units.groups, test, folds=folds,
+                               strengths=strengths, seed=seed)
+        pred[test], thr[test] = p, th
+        chosen.append(s)
+        n_train = np.maximum(n_train, np.isfinite(y[~test]).sum(axis=0))
+    tested = np.logical_or.reduce(parts)
+    return tested, pred, thr, np.array(chosen), n_train
+
+
+# ----------------------------------------------------------------------------
+# The whole evaluation.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Result:
+    target: str
+    kind: str
+    level: str
+    features: str
+    protocol: str
+    n_train: int  # labelled units a probe was trained on (largest over outer folds)
+    n_test: int
+    n_positive: int | None
+    strength: list  # chosen per fold
+    metrics: dict  # metric -> {"value", "low", "high", "n"}
+    y: np.ndarray = dataclasses.field(repr=False)  # test truth, for figures
+    pred: np.ndarray = dataclasses.field(repr=False)
+    groups: np.ndarray = dataclasses.field(repr=False)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("y", "pred", "groups"):
+            d.pop(k)
+        return d
+
+
+def probe_units(units: Units, targets, participants, probe_config, where: str,
+                feature_sets=None) -> list[Result]:
+    """Every (target, feature set) probe at one level."""
+    y, kinds = target_matrix(units, targets, participants, where)
+    binary = np.array([k == "binary" for k in kinds], bool)
+    protocol = protocol_for(units, probe_config.protocol, probe_config.min_test_participants)
+    strengths = np.logspace(*probe_config.log10_strengths, probe_config.num_strengths)
+    results = []
+    for fname, x in units.features.items():
+        use = [j for j, t in enumerate(targets)
+               if feature_sets is None or fname in feature_sets.get(t.name, (fname,))]
+        usable = [j for j in use if _enough(y[:, j], binary[j], units, protocol)]
+        for j in set(use) - set(usable):
+            logging.warning("%s: target %s skipped for %s: too few labelled units", where,
+                            targets[j].name, fname)
+        if not usable:
+            continue
+        tested, pred, thr, chosen, n_train = predictions(
+            x, y[:, usable], binary[usable], units, protocol, folds=probe_config.folds,
+            strengths=strengths, seed=probe_config.seed)
+        for c, j in enumerate(usable):
+            ok = tested & np.isfinite(y[:, j]) & np.isfinite(pred[:, c])
+            kind = "binary" if binary[j] else "regression"
+            m = stats.bootstrap(y[ok, j], pred[ok, c], kind, groups=units.groups[ok],
+                                threshold=thr[ok, c], n_boot=probe_config.n_boot,
+                                level=probe_config.level, seed=probe_config.seed)
+            results.append(Result(
+                targets[j].name, kind, units.level, fname, protocol, int(n_train[c]),
+                int(ok.sum()),
+                int(y[ok, j].sum()) if binary[j] else None, chosen[:, c].tolist(), m,
+                y[ok, j], pred[ok, c], units.groups[ok]))
+    return results
+
+
+def _enough(y, binary, units, protocol, minimum=10) -> bool:
+    labelled = np.isfinite(y)
+    test = labelled & units.is_test if protocol == "split" else labelled
+    if test.sum() < minimum or labelled.sum() < 2 * minimum:
+        return False
+    return not binary or 0 < np.nansum(y[labelled]) < labelled.sum()
+
+
+def resolve_dataset(dataset_arg: str | None, data_dir: str, info: dict) -> Path:
+    """A prepared dataset folder: a path, a name under `data_dir`, or the checkpoint's own."""
+    if not dataset_arg:
+        path = Path(info.get("dataset", ""))
+        if not (path / dataset.METADATA).exists():
+            raise FileNotFoundError(
+                f"the checkpoint's training dataset {str(path)!r} is not here; pass --dataset")
+        return path
+    path = Path(dataset_arg)
+    if (path / dataset.METADATA).exists():
+        return path
+    found = sorted(p.parent for p in (Path(data_dir) / dataset_arg).glob(
+        f"**/{dataset.METADATA}"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise FileNotFoundError(f"no prepared dataset {dataset_arg!r} (a folder with "
+                                f"{dataset.METADATA}, or a name under {data_dir})")
+    raise ValueError(f"{dataset_arg!r} names several datasets under {data_dir}: "
+                     f"{[str(p) for p in found]}; pass one folder")
+
+
+def embed_dataset(encoder, path: Path, progress: bool, batch_size: int):
+    """All splits of the dataset at `path`, embedded: (segment table, [n, d])."""
+    import pandas as pd
+
+    frames = []
+    for split in dataset.SPLITS:
+        frames.append(embeddings.embed_split(encoder, dataset.load_split(path, split),
+                                             batch_size=batch_size, progress=progress))
+    table = pd.concat(frames, ignore_index=True)
+    return table.drop(columns=["embedding"]), np.stack(table["embedding"].to_numpy())
+
+
+def segment_features(path: Path, modality: str, progress: bool, chunk: int = 2048):
+    """Hand-crafted features of every segment of every split, in embed_dataset's order."""
+    out, names = [], None
+    for name in dataset.SPLITS:
+        split = dataset.load_split(path, name)
+        for start in range(0, len(split), chunk):
+            idx = np.arange(start, min(start + chunk, len(split)))
+            f, names = handcrafted_features(dataset.read_signals(split, idx),
+                                            split.spec.sample_rate, modality)
+            out.append(f)
+    return np.concatenate(out), names
+
+
+def run_probe(checkpoint, *, dataset_arg=None, data_dir="datasets", target_texts=None,
+              out_dir=None, which=None, baselines=None, probe_overrides=None,
+              progress=True) -> dict:
+    """The whole evaluation of one checkpoint; writes the report into `out_dir`.
+
+    Returns the report dict (also written as report.json).
+    """
+    from ahms_fm.evaluation import report
+
+    step_dir = embeddings.find_checkpoint(checkpoint)
+    info = embeddings.read_info(step_dir)
+    pc = probe_defaults()
+    pc.update(info["config"].get("probe", {}))
+    pc.update(probe_overrides or {})
+    which = which or pc.which
+    encoder = embeddings.load_encoder(step_dir, which=which)
+    path = resolve_dataset(dataset_arg, data_dir, info)
+    meta = dataset.load_metadata(path)
+    participants = meta["participants"]
+    where = str(path)
+    targets = (targets_lib.parse_targets(target_texts) if target_texts
+               else targets_lib.default_targets(meta["name"], participants))
+    if not targets:
+        raise ValueError(f"{where}: no targets given and none found in the participant table")
+    baselines = pc.baselines if baselines is None else baselines
+    baselines = [b for b in (baselines.split(",") if isinstance(baselines, str) else baselines)
+                 if b]
+    unknown = set(baselines) - {"random_init", "handcrafted", "demographic"}
+    if unknown:
+        raise ValueError(f"unknown baselines {sorted(unknown)}; known: random_init, "
+                         "handcrafted, demographic")
+    out_dir = Path(out_dir or step_dir.parent.parent / "probe")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    table, z = embed_dataset(encoder, path, progress, pc.batch_size)
+    embeddings.write_embeddings(
+        table.assign(embedding=list(z)), out_dir / "embeddings.parquet",
+        metadata={"checkpoint": str(step_dir), "step": encoder.step, "which": which,
+                  "modality_spec": encoder.spec.to_dict(), "dataset": str(path)})
+    features = {"embedding": z}
+    if "random_init" in baselines:
+        rand = embeddings.random_encoder(encoder.config, seed=pc.seed)
+        features["random_init"] = embed_dataset(rand, path, progress, pc.batch_size)[1]
+    if "handcrafted" in baselines:
+        features["handcrafted"], _ = segment_features(path, encoder.config.modality, progress)
+
+    results, map_units = [], None
+    for level in ("participant", "segment"):
+        level_targets = [t for t in targets if t.level == level]
+        if not level_targets:
+            continue
+        units = make_units(level, table, features)
+        if level == "participant" and "demographic" in baselines:
+            demo = _demographics(participants, units.groups)
+            if demo is not None:
+                units.features["demographic"] = demo
+        only = {t.name: [f for f in units.features if f != "demographic"]
+                + (["demographic"] if t.is_condition() else []) for t in level_targets}
+        results += probe_units(units, level_targets, participants, pc, where, only)
+        if level == "participant":
+            map_units = units
+    rep = report.write(out_dir, results, {
+        "checkpoint": str(step_dir), "step": encoder.step, "which": which,
+        "dataset": str(path), "targets": [t.name for t in targets], "probe": pc.to_dict()},
+        map_units=map_units, participants=participants,
+        targets=[t for t in targets if t.level == "participant"])
+    rep["out_dir"] = str(out_dir)
+    return rep
+
+
+def _demographics(participants, groups):
+    """[n, 3] age, sex, BMI per participant (the paper's baseline for conditions)."""
+    cols = []
+    for column in targets_lib.DEMOGRAPHICS:
+        if not any(column in p for p in participants):
+            return None
+        t = targets_lib.Target(column, column, "participant")
+        cols.append(targets_lib.values(
+            t, targets_lib.participant_column(participants, column, groups, ""))[0])
+    return np.stack(cols, axis=1).astype(np.float32)
+
+
+def run(argv=None):
+    """Command line `ahms-fm probe` (flags are defined here, so importing defines none)."""
+    import sys
+
+    from absl import app, flags
+
+    f = flags.DEFINE_string
+    checkpoint = f("checkpoint", None, "A run's workdir, its checkpoints/ or one step folder.")
+    data = f("dataset", None, "A prepared dataset folder or name (default: the checkpoint's).")
+    data_dir = f("data_dir", "datasets", "Where dataset names are looked up.")
+    target_texts = f("targets", None, "Comma-separated targets, e.g. age,age>50,sex,af "
+                     "(default: the dataset's usual ones).")
+    out = f("out", None, "Report folder (default: <workdir>/probe).")
+    which = flags.DEFINE_enum("which", None, ["teacher", "student"], "Encoder to evaluate.")
+    baselines = f("baselines", None, "random_init,handcrafted,demographic (or '' for none).")
+    protocol = flags.DEFINE_enum("protocol", None, ["auto", "split", "crossfit"],
+                                 "Held-out test split, or outer k-fold over participants.")
+    folds = flags.DEFINE_integer("folds", None, "Cross-validation folds.")
+    n_boot = flags.DEFINE_integer("n_boot", None, "Bootstrap replicates.")
+    seed = flags.DEFINE_integer("seed", None, "Folds, bootstrap, random-init baseline.")
+    flags.mark_flags_as_required(["checkpoint"])
+
+    def main(argv):
+        del argv
+        logging.set_verbosity(logging.WARNING)
+        overrides = {k: v for k, v in {"protocol": protocol.value, "folds": folds.value,
+                                       "n_boot": n_boot.value, "seed": seed.value}.items()
+                     if v is not None}
+        rep = run_probe(checkpoint.value, dataset_arg=data.value, data_dir=data_dir.value,
+                        target_texts=target_texts.value, out_dir=out.value, which=which.value,
+                        baselines=baselines.value, probe_overrides=overrides)
+        print(rep["markdown"])
+        print(f"report: {rep['out_dir']}")
+
+    app.run(main, argv=argv or sys.argv)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,189 @@
+"""The probe report: report.json, report.md (the tables), predictions.csv and figures.
+
+Figures: predicted vs true for regression targets, ROC curves for binary ones
+(every feature set on one plot), and a 2-D map of the participants' mean
+embeddings (first two principal components) coloured by each participant target.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+METRIC_LABELS = {"mae": "MAE", "r2": "R²", "pearson_r": "Pearson r", "roc_auc": "ROC AUC",
+                 "pr_auc": "PR AUC", "balanced_accuracy": "bal. acc."}
+REGRESSION = ("mae", "r2", "pearson_r")
+BINARY = ("roc_auc", "pr_auc", "balanced_accuracy")
+
+
+def _cell(m: dict) -> str:
+    if m is None or not np.isfinite(m["value"]):
+        return "–"
+    return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
+
+
+def markdown(results, level: float = 0.95) -> str:
+    """Two tables (regression, binary): one row per target and feature set."""
+    pct = f"{round(level * 100)}%"
+    targets = list(dict.fromkeys(r.target for r in results))
+    results = sorted(results, key=lambda r: targets.index(r.target))  # stable: features kept
+    lines = []
+    reg = [r for r in results if r.kind == "regression"]
+    if reg:
+        lines += [f"Regression (value [{pct} bootstrap CI over test participants]):", "",
+                  "| target | features | protocol | n train | n test | MAE | R² | Pearson r |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | {r.n_test} | "
+                  + " | ".join(_cell(r.metrics.get(k)) for k in REGRESSION) + " |" for r in reg]
+        lines.append("")
+    binary = [r for r in results if r.kind == "binary"]
+    if binary:
+        lines += [f"Binary (value [{pct} bootstrap CI over test participants]):", "",
+                  "| target | features | protocol | n train | n test (positive) | ROC AUC | "
+                  "PR AUC | bal. acc. |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | "
+                  f"{r.n_test} ({r.n_positive}) | "
+                  + " | ".join(_cell(r.metrics.get(k)) for k in BINARY) + " |" for r in binary]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct score, ties together."""
+    order = np.argsort(-score, kind="stable")
+    y, score = y[order], score[order]
+    last = np.r_[np.flatnonzero(np.diff(score)), len(score) - 1]  # end of each tie block
+    tp = np.cumsum(y)[last]
+    fp = (last + 1) - tp
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+
+
+def _grid(n: int, width: float = 3.6):
+    import matplotlib.pyplot as plt
+
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes.flat
+
+
+def plot_predictions(results, path: Path) -> None:
+    """Predicted vs true, one panel per regression target (the embedding's probe)."""
+    import matplotlib.pyplot as plt
+
+    reg = [r for r in results if r.kind == "regression" and r.features == "embedding"]
+    if not reg:
+        return
+    fig, axes = _grid(len(reg))
+    for ax, r in zip(axes, reg, strict=False):
+        ax.scatter(r.y, r.pred, s=8, alpha=0.5)
+        lo, hi = np.nanmin([r.y.min(), r.pred.min()]), np.nanmax([r.y.max(), r.pred.max()])
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        m = r.metrics
+        ax.set_title(f"{r.target}: MAE {m['mae']['value']:.2f}, r {m['pearson_r']['value']:.2f}",
+                     fontsize=9)
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_roc(results, path: Path) -> None:
+    """ROC curves, one panel per binary target, every feature set."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r.target for r in results if r.kind == "binary"))
+    if not names:
+        return
+    fig, axes = _grid(len(names))
+    for ax, name in zip(axes, names, strict=False):
+        for r in (r for r in results if r.target == name):
+            fpr, tpr = roc_curve(r.y, r.pred)
+            ax.plot(fpr, tpr, label=f"{r.features} {r.metrics['roc_auc']['value']:.2f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    """The first two principal components of the standardized rows of x."""
+    x = np.where(np.isfinite(x), x, np.nanmean(x, axis=0))
+    x = (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def plot_map(units, targets, participants, path: Path) -> None:
+    """Participants' mean embeddings in 2-D (PCA), one panel per participant target."""
+    import matplotlib.pyplot as plt
+
+    from ahms_fm.evaluation import targets as targets_lib
+
+    if units is None or not targets or len(units.groups) < 3:
+        return
+    xy = pca_2d(units.features["embedding"])
+    fig, axes = _grid(len(targets))
+    for ax, t in zip(axes, targets, strict=False):
+        try:
+            raw = targets_lib.participant_column(participants, t.column, units.groups, "")
+            y, kind = targets_lib.values(t, raw)
+        except ValueError:
+            ax.set_visible(False)
+            continue
+        known = np.isfinite(y)
+        ax.scatter(xy[~known, 0], xy[~known, 1], s=6, c="lightgrey")
+        sc = ax.scatter(xy[known, 0], xy[known, 1], s=8, c=y[known],
+                        cmap="coolwarm" if kind == "binary" else "viridis", alpha=0.8)
+        fig.colorbar(sc, ax=ax, fraction=0.046)
+        ax.set_title(t.name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("participants' mean embeddings, first two principal components", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(out_dir, results, header: dict, *, map_units=None, participants=None,
+          targets=()) -> dict:
+    """Write report.json, report.md, predictions.csv and the figures; return the report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    level = header.get("probe", {}).get("level", 0.95)
+    table = markdown(results, level)
+    rep = {**header, "results": [r.to_json() for r in results], "markdown": table}
+    (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default))
+    title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
+             f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")
+    (out_dir / "report.md").write_text(title + table)
+    rows = [pd.DataFrame({"target": r.target, "features": r.features, "participant_index":
+                          r.groups, "y": r.y, "prediction": r.pred}) for r in results]
+    if rows:
+        pd.concat(rows).to_csv(out_dir / "predictions.csv", index=False)
+    plot_predictions(results, out_dir / "pred_vs_true.png")
+    plot_roc(results, out_dir / "roc.png")
+    plot_map(map_units, list(targets), participants, out_dir / "map.png")
+    return rep
+
+
+def _json_default(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    raise TypeError(f"not JSON serializable: {type(v)}")

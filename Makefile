@@ -14,8 +14,10 @@ $(STAMP): setup.py pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Pretrain on the synthetic cohort, then probe the frozen encoder and print the table.
 demo: $(STAMP)
 	$(PY) -m ahms_fm.main --config configs/ppg.py:runlocal --workdir runs/demo
+	$(VENV)/bin/ahms-fm probe --checkpoint runs/demo
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -89,16 +89,17 @@ def fit_ridge(x_train, y_train, x_test, *, folds, strengths) -> ProbeFit:
     intercept = np.zeros(n_targets)
     for rows, cols in _label_groups(y):
         xg, yg, fg = x[rows], y[rows][:, cols], folds[rows]
+        stats = _fold_stats(xg, fg, k, yg)
         # w [k+1, s, d, t], b [k+1, s, t]: every fold-set, strength and target
-        w, b = _ridge_solutions(_fold_stats(xg, fg, k, yg), strengths)
+        w, b = _ridge_solutions(stats, strengths)
         mse = np.full((k, n_strengths, len(cols)), np.nan)
         for f in range(k):
             held = fg == f
-            if held.any():  # one [n_f, d] x [d, s * t] product for all strengths and targets
+            if held.any() and stats.count[f] > 0:  # one [n_f, d] x [d, s*t] product
                 pred = xg[held] @ w[f].transpose(1, 0, 2).reshape(x.shape[1], -1)
                 pred = pred.reshape(len(pred), n_strengths, len(cols)) + b[f]
                 mse[f] = np.mean((pred - yg[held][:, None]) ** 2, axis=0)
-        cv[cols] = np.nanmean(mse, axis=0).T
+        cv[cols] = _mean_over_folds(mse.transpose(2, 0, 1), cols)
         best = np.argmin(cv[cols], axis=1)
         coef[cols] = w[k][best, :, np.arange(len(cols))]
         intercept[cols] = b[k][best, np.arange(len(cols))]
@@ -126,8 +127,7 @@ def fit_logistic(x_train, y_train, x_test, *, folds, strengths, tol: float = 1e-
     for rows, cols in _label_groups(y):
         stats = _fold_stats(x[rows], folds[rows], k)
         for t in cols:
-            _check_classes(y[rows, t], folds[rows], k, t)
-            for f in range(k + 1):
+            for f in _two_class_fold_sets(y[rows, t], folds[rows], k, t):
                 for s in range(n_strengths):
                     problems.append((t, f, s))
                     mean.append(stats.mean[f])
@@ -154,7 +154,7 @@ def fit_logistic(x_train, y_train, x_test, *, folds, strengths, tol: float = 1e-
             cv_folds[t, f, s] = score[p]
         else:
             refit_w[t, s], refit_b[t, s] = w[p], b[p]
-    cv = np.nanmean(cv_folds, axis=1)
+    cv = _mean_over_folds(cv_folds, np.arange(n_targets))
     best = np.argmin(cv, axis=1)
     coef = refit_w[np.arange(n_targets), best]
     intercept = refit_b[np.arange(n_targets), best]
@@ -217,14 +217,13 @@ def _fold_stats(x, folds, k, y=None) -> _FoldStats:
     total = [sum(parts) for parts in zip(*fold_sums, strict=True)]
     train = [[a - b for a, b in zip(total, sums, strict=True)] for sums in fold_sums] + [total]
     count = np.array([s[0] for s in train], np.float64)
-    if np.any(count == 0):
-        raise ValueError("a target has labelled training rows in only one fold")
-    mean = np.array([s[1] for s in train]) / count[:, None]
+    per_row = 1.0 / np.maximum(count, 1.0)  # an empty training set gives zeros, never used
+    mean = np.array([s[1] for s in train]) * per_row[:, None]
     gram = np.array([s[2] for s in train]) - count[:, None, None] * mean[:, :, None] * mean[:, None]
     evals, evecs = np.linalg.eigh(gram)
     stats = _FoldStats(count, mean, np.maximum(evals, 0.0), evecs)
     if y is not None:
-        stats.y_mean = np.array([s[3] for s in train]) / count[:, None]
+        stats.y_mean = np.array([s[3] for s in train]) * per_row[:, None]
         stats.xy = np.array([s[4] for s in train]) - (
             count[:, None, None] * mean[:, :, None] * stats.y_mean[:, None, :])
     return stats
@@ -239,13 +238,22 @@ def _ridge_solutions(stats: _FoldStats, strengths):
     return w, b
 
 
-def _check_classes(y, folds, k, target):
-    """Refuse a training set with one class (its unpenalized intercept has no optimum)."""
-    for f in range(k + 1):
-        labels = y[folds != f]
-        if labels.min() == labels.max():
-            where = "all rows" if f == k else f"the folds other than {f}"
-            raise ValueError(f"target {target} has one class only in {where}")
+def _two_class_fold_sets(y, folds, k, target) -> list[int]:
+    """The fold-sets whose training rows have both classes (else the unpenalized
+    intercept has no optimum): CV folds without are skipped, all rows without refused."""
+    if not 0 < y.sum() < len(y):
+        raise ValueError(f"target {target} has fewer than two classes")
+    return [f for f in range(k) if 0 < y[folds != f].sum() < np.sum(folds != f)] + [k]
+
+
+def _mean_over_folds(scores, targets) -> np.ndarray:
+    """[t, s] mean of [t, k, s] fold scores over the folds that have one (not NaN)."""
+    usable = ~np.isnan(scores)
+    if not np.all(usable.any(axis=1)):
+        bad = [int(targets[j]) for j in np.flatnonzero(~usable.any(axis=1).all(axis=1))]
+        raise ValueError(f"targets {bad}: no cross-validation fold has the training and "
+                         "held-out labels to score")
+    return np.nansum(scores, axis=1) / usable.sum(axis=1)
 
 
 def _finish(x_test, cv, coef, intercept, strengths, *, logistic) -> ProbeFit:

@@ -153,26 +153,54 @@ def protocol_for(units: Units, requested: str, min_test: int) -> str:
     return "split" if test_participants >= min_test else "crossfit"
 
 
+def stratified_folds(groups, y, k: int, seed: int) -> np.ndarray:
+    """Fold id per row: groups kept together, folds balanced in the target.
+
+    Groups are sorted by their mean label (unlabelled ones last, ties at random) and
+    each run of k consecutive groups is dealt to the k folds in a random order. Without
+    this, a fold's held-out prevalence and its training prevalence move in opposite
+    directions, and pooling the folds' predictions biases AUC and r below chance when
+    the features carry little signal.
+    """
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    sums = np.bincount(inverse, np.nan_to_num(y), len(uniq))
+    counts = np.bincount(inverse, np.isfinite(y), len(uniq))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        key = np.where(counts > 0, sums / counts, np.inf)
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(uniq)), key))
+    fold_of = np.empty(len(uniq), np.int64)
+    for start in range(0, len(order), k):
+        block = order[start:start + k]
+        fold_of[block] = rng.permutation(k)[:len(block)]
+    return fold_of[inverse.ravel()]
+
+
 def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed):
     """Held-out predictions for every test unit: (tested mask [n], pred [n, t], thr [n, t],
-    chosen strengths [folds or 1, t], labelled training units [t] (most over folds))."""
+    chosen strengths [folds or 1, t], labelled training units [t] (most over folds)).
+
+    `crossfit` draws outer folds per target, stratified on it (`stratified_folds`)."""
     n, t = y.shape
     pred, thr = np.full((n, t), np.nan), np.full((n, t), np.nan)
+    n_train = np.zeros(t, int)
     if protocol == "split":
-        parts = [units.is_test]
-    else:
-        k = min(folds, len(np.unique(units.groups)))
-        outer = linear.make_folds(units.groups, k, seed + 1)
-        parts = [outer == f for f in range(k)]
-    chosen, n_train = [], np.zeros(t, int)
-    for test in parts:
-        p, th, s = fit_predict(x, y, binary, units.groups, test, folds=folds,
+        p, th, s = fit_predict(x, y, binary, units.groups, units.is_test, folds=folds,
                                strengths=strengths, seed=seed)
-        pred[test], thr[test] = p, th
-        chosen.append(s)
-        n_train = np.maximum(n_train, np.isfinite(y[~test]).sum(axis=0))
-    tested = np.logical_or.reduce(parts)
-    return tested, pred, thr, np.array(chosen), n_train
+        pred[units.is_test], thr[units.is_test] = p, th
+        n_train[:] = np.isfinite(y[~units.is_test]).sum(axis=0)
+        return units.is_test.copy(), pred, thr, s[None], n_train
+    k = min(folds, len(np.unique(units.groups)))
+    chosen = np.full((k, t), np.nan)
+    for j in range(t):
+        outer = stratified_folds(units.groups, y[:, j], k, seed + 1)
+        for f in range(k):
+            test = outer == f
+            p, th, s = fit_predict(x, y[:, [j]], binary[[j]], units.groups, test,
+                                   folds=folds, strengths=strengths, seed=seed)
+            pred[test, j], thr[test, j], chosen[f, j] = p[:, 0], th[0], s[0]
+            n_train[j] = max(n_train[j], np.isfinite(y[~test, j]).sum())
+    return np.ones(n, bool), pred, thr, chosen, n_train
 
 
 # ----------------------------------------------------------------------------

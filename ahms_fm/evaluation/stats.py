@@ -38,13 +38,17 @@ def _divide(num, den):
 # --- batched over weight rows w [b, n] ------------------------------------------------
 
 
+def _center(a):
+    return a - a.mean() if len(a) else a
+
+
 def _mae(y, pred, w):
     return _divide(w @ np.abs(y - pred), w.sum(1))
 
 
 def _r2(y, pred, w):
     total = w.sum(1)
-    yc = y - y.mean()  # centered once, against cancellation in the weighted moments
+    yc = _center(y)  # against cancellation in the weighted moments
     ss_res = w @ (y - pred) ** 2
     ss_tot = w @ yc**2 - _divide((w @ yc) ** 2, total)
     return 1.0 - _divide(ss_res, np.where(ss_tot > 1e-12 * (w @ yc**2), ss_tot, 0.0))
@@ -52,7 +56,7 @@ def _r2(y, pred, w):
 
 def _pearson(y, pred, w):
     total = w.sum(1)
-    yc, pc = y - y.mean(), pred - pred.mean()
+    yc, pc = _center(y), _center(pred)
     my, mp = _divide(w @ yc, total), _divide(w @ pc, total)
     cov = _divide(w @ (yc * pc), total) - my * mp
     vy = _divide(w @ yc**2, total) - my**2
@@ -63,6 +67,8 @@ def _pearson(y, pred, w):
 
 def _ranking(y, score, w):
     """ROC AUC and average precision [b] each, from one sort of the scores."""
+    if len(y) == 0:
+        return np.full(len(w), np.nan), np.full(len(w), np.nan)
     order = np.argsort(score, kind="stable")
     s, positive = score[order], y[order] == 1
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # blocks of tied scores
@@ -147,25 +153,28 @@ def balanced_accuracy(y, label, weight=None) -> float:
 
 def regression_metrics(y, pred) -> dict:
     """{"mae", "r2", "pearson_r"} on the rows with a label."""
-    y, pred, _ = _labelled(y, pred)
+    y, pred, _, _ = _labelled(y, pred)
     return {k: float(v[0]) for k, v in _regression_batch(y, pred, np.ones((1, len(y)))).items()}
 
 
 def binary_metrics(y, prob, threshold) -> dict:
     """{"roc_auc", "pr_auc", "balanced_accuracy"}; label = prob > threshold.
 
-    The caller passes the training prevalence as the threshold.
+    The caller passes the training prevalence as the threshold (a number, or one per
+    row where rows come from different training sets, as in cross-fitting).
     """
-    y, prob, _ = _labelled(y, prob)
+    y, prob, threshold, _ = _labelled(y, prob, threshold)
     batch = _binary_batch(y, prob, np.ones((1, len(y))), threshold)
     return {k: float(v[0]) for k, v in batch.items()}
 
 
-def _labelled(y, pred, groups=None):
-    """y, pred (and groups, if given) on the rows whose label is not NaN."""
+def _labelled(y, pred, threshold=0.5, groups=None):
+    """y, pred, threshold (per row) and groups (or None) on the rows with a label."""
     y, pred = _arrays(y, pred)
+    threshold = np.broadcast_to(np.asarray(threshold, np.float64), y.shape)
     keep = ~np.isnan(y)
-    return y[keep], pred[keep], None if groups is None else np.asarray(groups).ravel()[keep]
+    groups = None if groups is None else np.asarray(groups).ravel()[keep]
+    return y[keep], pred[keep], threshold[keep], groups
 
 
 # --- bootstrap --------------------------------------------------------------------------
@@ -185,18 +194,18 @@ def bootstrap(y, pred, kind, *, groups=None, threshold=0.5, n_boot=1000, level=0
     """Point estimates and percentile bootstrap intervals of the probe metrics.
 
     kind "regression" (mae, r2, pearson_r) or "binary" (roc_auc, pr_auc,
-    balanced_accuracy with label = pred > threshold). With `groups` (participant
-    per row) whole groups are resampled with replacement (cluster bootstrap: every
-    row of a drawn group comes with it, weighted by how often it was drawn), else
-    rows. Rows with a NaN label are left out; a replicate where a metric is
-    undefined is left out of that metric's interval. Replicates are computed
-    `chunk` at a time (memory: chunk x rows floats, a few times over).
+    balanced_accuracy with label = pred > threshold, a number or one per row).
+    With `groups` (participant per row) whole groups are resampled with replacement
+    (cluster bootstrap: every row of a drawn group comes with it, weighted by how
+    often it was drawn), else rows. Rows with a NaN label are left out; a replicate
+    where a metric is undefined is left out of that metric's interval. Replicates
+    are computed `chunk` at a time (memory: chunk x rows floats, a few times over).
 
     Returns {metric: {"value": estimate on all rows, "low", "high", "n": rows}}.
     """
     if kind not in ("regression", "binary"):
         raise ValueError(f"kind must be 'regression' or 'binary', got {kind!r}")
-    y, pred, groups = _labelled(y, pred, groups)
+    y, pred, threshold, groups = _labelled(y, pred, threshold, groups)
     n = len(y)
 
     def batch(w):

@@ -30,9 +30,11 @@ setup(
         "openpyxl>=3.1",
         "pandas>=2.0",
         "pyarrow>=14",
+        "matplotlib>=3.8",  # probe report figures
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8"],
+        "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8",
+                "scikit-learn>=1.5"],  # the probes' reference in tests and benchmarks
         "tpu": ["jax[tpu]>=0.7"],
         "gpu": ["jax[cuda12]>=0.7"],
     },

@@ -155,7 +155,9 @@ def resample(x: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
     ratio = fractions.Fraction(target_rate / rate).limit_denominator(1000)
     if abs(float(ratio) - target_rate / rate) > 1e-6 * target_rate / rate:
         raise ValueError(f"cannot resample {rate} Hz to {target_rate} Hz with a small ratio")
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
+    # padtype "line": the default zero padding makes a filter transient at both ends of
+    # any signal on an offset (raw PPG sits on a large one), enough to reject end windows.
+    return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line")
 
 
 def bandpass(x: np.ndarray, rate: float, band_hz, order: int, axis: int = 0) -> np.ndarray:

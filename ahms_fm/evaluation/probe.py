@@ -361,7 +361,8 @@ def run_probe(checkpoint, *, dataset_arg=None, data_dir="datasets", target_texts
                   "modality_spec": encoder.spec.to_dict(), "dataset": str(path)})
     features = {"embedding": z}
     if "random_init" in baselines:
-        rand = embeddings.random_encoder(encoder.config, seed=pc.seed)
+        # Not the training seed: that would be the run's own initial weights.
+        rand = embeddings.random_encoder(encoder.config, seed=encoder.config.seed + 1 + pc.seed)
         features["random_init"] = embed_dataset(rand, path, progress, pc.batch_size)[1]
     if "handcrafted" in baselines:
         features["handcrafted"], _ = segment_features(path, encoder.config.modality, progress)

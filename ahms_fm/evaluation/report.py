@@ -61,11 +61,13 @@ def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def _grid(n: int, width: float = 3.6):
-    import matplotlib.pyplot as plt
+    # Figure objects, not pyplot: no global backend switch in a notebook or a GUI session.
+    from matplotlib.figure import Figure
 
     cols = min(n, 4)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, width * rows), squeeze=False)
+    fig = Figure(figsize=(width * cols, width * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, axes.flat
@@ -73,8 +75,6 @@ def _grid(n: int, width: float = 3.6):
 
 def plot_predictions(results, path: Path) -> None:
     """Predicted vs true, one panel per regression target (the embedding's probe)."""
-    import matplotlib.pyplot as plt
-
     reg = [r for r in results if r.kind == "regression" and r.features == "embedding"]
     if not reg:
         return
@@ -90,13 +90,10 @@ def plot_predictions(results, path: Path) -> None:
         ax.set_ylabel("predicted")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_roc(results, path: Path) -> None:
     """ROC curves, one panel per binary target, every feature set."""
-    import matplotlib.pyplot as plt
-
     names = list(dict.fromkeys(r.target for r in results if r.kind == "binary"))
     if not names:
         return
@@ -112,7 +109,6 @@ def plot_roc(results, path: Path) -> None:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
@@ -125,8 +121,6 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 def plot_map(units, targets, participants, path: Path) -> None:
     """Participants' mean embeddings in 2-D (PCA), one panel per participant target."""
-    import matplotlib.pyplot as plt
-
     from ahms_fm.evaluation import targets as targets_lib
 
     if units is None or not targets or len(units.groups) < 3:
@@ -151,15 +145,11 @@ def plot_map(units, targets, participants, path: Path) -> None:
     fig.suptitle("participants' mean embeddings, first two principal components", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write(out_dir, results, header: dict, *, map_units=None, participants=None,
           targets=()) -> dict:
     """Write report.json, report.md, predictions.csv and the figures; return the report."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import pandas as pd
 
     out_dir = Path(out_dir)

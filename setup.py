@@ -34,7 +34,9 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8",
-                "scikit-learn>=1.5"],  # the probes' reference in tests and benchmarks
+                "scikit-learn>=1.5",  # the probes' reference in tests and benchmarks
+                # tests/test_notebook.py executes notebooks/embeddings.ipynb headless
+                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
         "tpu": ["jax[tpu]>=0.7"],
         "gpu": ["jax[cuda12]>=0.7"],
     },

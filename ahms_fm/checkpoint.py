@@ -11,10 +11,9 @@ named.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
 
@@ -32,7 +31,7 @@ class Checkpoints:
             enable_async_checkpointing=asynchronous,
             cleanup_tmp_directories=True,  # what a killed writer left behind
         )
-        self.directory = Path(directory).absolute()
+        self.directory = as_path(directory)
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "data", "info"))
 
@@ -68,6 +67,17 @@ class Checkpoints:
     def close(self):
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def is_remote(path) -> bool:
+    """gs://bucket/... and the like: object stores (Orbax writes there through tensorstore)."""
+    return "://" in str(path)
+
+
+def as_path(path) -> epath.Path:
+    """A local folder made absolute, or a gs:// one kept as it is (pathlib.Path would turn
+    "gs://bucket" into "gs:/bucket")."""
+    return epath.Path(path) if is_remote(path) else epath.Path(path).absolute()
 
 
 def abstract(tree):

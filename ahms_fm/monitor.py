@@ -2,15 +2,25 @@
 a console line with throughput and ETA. Also saves the config and modality spec.
 
 Throughput counts the segments the encoder sees: two views per pair.
+
+A workdir in Cloud Storage (gs://...) works too. Objects there cannot be appended
+to, so the metrics file and the event files are written in a local folder and
+uploaded whole after each log (a few MB at most over a long run); the metrics
+of earlier runs in that workdir are downloaded first, so a resumed run appends.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from ahms_fm.checkpoint import as_path, is_remote
 
 
 class Monitor:
@@ -27,14 +37,26 @@ class Monitor:
         self._steps = 0
         self._data = self._ckpt = 0.0
         self._writer = self._jsonl = None
+        self._remote = None  # where the local folder is uploaded to, for a gs:// workdir
         if active:
+            if is_remote(workdir):
+                self._remote = as_path(workdir)
+                (self._remote / "tensorboard").mkdir(parents=True, exist_ok=True)
+                workdir = Path(tempfile.mkdtemp(prefix="ahms_fm_monitor_"))
+                if (self._remote / "metrics.jsonl").exists():  # a resumed run appends
+                    (workdir / "metrics.jsonl").write_bytes(
+                        (self._remote / "metrics.jsonl").read_bytes())
             workdir = Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
-            (workdir / "modality_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+            home = workdir if self._remote is None else self._remote  # written once: direct
+            (home / "config.json").write_text(config.to_json_best_effort(indent=2))
+            (home / "modality_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             from tensorboardX import SummaryWriter
 
-            self._writer = SummaryWriter(str(workdir / "tensorboard"))
+            self._local = workdir
+            # Remote: never reuse an event file name (time in s + host) of an earlier run.
+            suffix = "" if self._remote is None else f".{uuid.uuid4().hex[:8]}"
+            self._writer = SummaryWriter(str(workdir / "tensorboard"), filename_suffix=suffix)
             self._jsonl = open(workdir / "metrics.jsonl", "a")
 
     @contextlib.contextmanager
@@ -83,13 +105,25 @@ class Monitor:
         for k, v in values.items():
             self._writer.add_scalar(k, v, step)
         self._writer.flush()
+        self._upload()
         if console:
             print(line, file=sys.stderr, flush=True)
+
+    def _upload(self):
+        """Copy the metrics and event files, whole, to a gs:// workdir."""
+        if self._remote is None:
+            return
+        for file in [self._local / "metrics.jsonl", *self._local.glob("tensorboard/*")]:
+            target = self._remote / file.relative_to(self._local).as_posix()
+            target.write_bytes(file.read_bytes())
 
     def close(self):
         if self.active:
             self._writer.close()
             self._jsonl.close()
+            self._upload()
+            if self._remote is not None:
+                shutil.rmtree(self._local, ignore_errors=True)
 
 
 def _duration(seconds: float) -> str:

@@ -330,7 +330,7 @@ def train_and_evaluate(config, workdir) -> dict:
     last logged metrics.
     """
     initialize_distributed()
-    workdir = Path(workdir)
+    workdir = checkpoint.as_path(workdir)  # a local folder or gs://bucket/run
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())

@@ -37,7 +37,7 @@ setup(
                 "scikit-learn>=1.5",  # the probes' reference in tests and benchmarks
                 # tests/test_notebook.py executes notebooks/embeddings.ipynb headless
                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
-        "tpu": ["jax[tpu]>=0.7"],
+        "tpu": ["jax[tpu]>=0.7", "gcsfs>=2024.2"],  # gcsfs: gs:// workdirs via etils.epath
         "gpu": ["jax[cuda12]>=0.7"],
     },
     entry_points={"console_scripts": ["ahms-fm=ahms_fm.cli:run"]},

@@ -1,15 +1,15 @@
 """The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`,
-`ahms-fm probe --checkpoint ...`.
+`ahms-fm probe --checkpoint ...`, `ahms-fm sweep --sweep ...`.
 
-Each subcommand is its own absl program (python -m ahms_fm.main, python -m
-ahms_fm.ingest); this only picks one, so their flags never meet.
+Each subcommand is its own program (python -m ahms_fm.main, python -m
+ahms_fm.ingest, python -m ahms_fm.sweep); this only picks one, so their flags never meet.
 """
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "ingest", "probe")
+COMMANDS = ("train", "ingest", "probe", "sweep")
 
 
 def run():
@@ -26,6 +26,10 @@ def run():
         from ahms_fm.evaluation import probe
 
         return probe.run(argv)
+    if command == "sweep":
+        from ahms_fm import sweep
+
+        return sweep.run(argv)
     from ahms_fm import main
 
     sys.argv = argv

@@ -181,6 +181,7 @@ def _no_koleo(c):
 
 def _simclr(c):
     c.teacher.kind = "none"
+    c.probe.which = "student"  # no teacher to probe
 
 
 def _byol(c):

@@ -1,0 +1,593 @@
+"""Sweeps: many training runs from one config, varying some of its keys.
+
+A sweep file (`configs/sweeps/*.py`) defines `get_sweep()`, returning a dict:
+
+    from ahms_fm.sweep import product, values, zip_
+
+    def get_sweep():
+        return {
+            "config": "configs/ppg.py:runlocal",
+            "sweep": product(values("loss.koleo_weight", [0.0, 0.1]),
+                             zip_(values("optimizer.learning_rate", [1e-3, 3e-4]),
+                                  values("schedule.warmup_steps", [0, 10]))),
+        }
+
+`expand` turns it into runs, each with a name, a workdir and `--config.key=value`
+overrides, checked against the config exactly as `python -m ahms_fm.main` applies
+them. `ahms-fm sweep` trains the runs one after another (or submits one job each
+through `launch/<launcher>`) and tabulates their metrics. See docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import difflib
+import fnmatch
+import importlib.util
+import io
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, NamedTuple
+
+# The keys a sweep file's dict may hold; anything else is a typo.
+SWEEP_KEYS = ("config", "sweep", "name", "overrides", "metrics")
+REPO = Path(__file__).resolve().parents[1]
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be expanded: the message names the key and the sweep file."""
+
+
+# ----------------------------------------------------------------------------
+# Axes: values, variants, and their product, zip and chain.
+# ----------------------------------------------------------------------------
+
+
+class Label(NamedTuple):
+    """How a point shows in run names and the summary: `column=text`, or `text` alone."""
+
+    column: str
+    text: str
+    keyed: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One setting of the swept keys: config overrides, config variants, labels."""
+
+    overrides: tuple[tuple[str, Any], ...] = ()
+    variants: tuple[str, ...] = ()
+    labels: tuple[Label, ...] = ()
+
+    def __add__(self, other: Point) -> Point:
+        keys = {k for k, _ in self.overrides} & {k for k, _ in other.overrides}
+        if keys:
+            raise SweepError(f"config key(s) {sorted(keys)} set by two axes")
+        columns = {c.column for c in self.labels} & {c.column for c in other.labels}
+        if columns:
+            raise SweepError(f"column(s) {sorted(columns)} labelled by two axes; "
+                             "give one of them name=...")
+        return Point(self.overrides + other.overrides, self.variants + other.variants,
+                     self.labels + other.labels)
+
+
+Axis = tuple[Point, ...]
+
+
+def values(key: str, vals, *, labels=None, name: str | None = None) -> Axis:
+    """An axis over one config key (dotted, e.g. "optimizer.learning_rate").
+
+    `labels` replaces each value's text in run names (e.g. for tuples); `name` the
+    column (default: the key, shortened to its shortest unambiguous ending).
+    """
+    vals = list(vals)
+    labels = [_text(v) for v in vals] if labels is None else [str(s) for s in labels]
+    if not vals or len(labels) != len(vals):
+        raise SweepError(f"values({key!r}): need values, and one label per value")
+    return tuple(Point(overrides=((key, v),), labels=(Label(name or key, s),))
+                 for v, s in zip(vals, labels, strict=True))
+
+
+def variants(names, *, labels=None, name: str = "variant") -> Axis:
+    """An axis over config variants, appended to the config's `:variant` list.
+
+    "" is the config as given, labelled "recipe"; "a,b" applies both, labelled "a+b".
+    Run names show the label alone, without a column name.
+    """
+    names = list(names)
+    if labels is None:
+        labels = [n.replace(",", "+") or "recipe" for n in names]
+    labels = [str(s) for s in labels]
+    if not names or len(labels) != len(names):
+        raise SweepError("variants(): need names, and one label per name")
+    return tuple(Point(variants=tuple(v for v in n.split(",") if v),
+                       labels=(Label(name, s, keyed=False),))
+                 for n, s in zip(names, labels, strict=True))
+
+
+def product(*axes: Axis) -> Axis:
+    """Every combination, the first axis outermost (like itertools.product)."""
+    return tuple(sum(combo, Point()) for combo in itertools.product(*axes))
+
+
+def zip_(*axes: Axis) -> Axis:
+    """The i-th point of every axis together; the axes must have one length."""
+    lengths = [len(a) for a in axes]
+    if len(set(lengths)) > 1:
+        raise SweepError(f"zip_ over axes of different lengths {lengths}")
+    return tuple(sum(points, Point()) for points in zip(*axes, strict=True))
+
+
+def chain(*axes: Axis) -> Axis:
+    """The points of each axis after one another (runs may differ in their columns)."""
+    return tuple(p for axis in axes for p in axis)
+
+
+def _text(value) -> str:
+    """A value as it shows in run names."""
+    if isinstance(value, (list, tuple)):
+        return "_".join(_text(v) for v in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _flag_text(value) -> str:
+    """A value as `--config.key=` text that ml_collections parses back to it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        value = tuple(value)  # config sequences are tuples
+    return value if isinstance(value, str) else repr(value)
+
+
+# ----------------------------------------------------------------------------
+# Sweep files and their expansion into runs.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A loaded sweep file: the base config, its points, and overrides shared by all."""
+
+    name: str
+    config: str  # config file[:variants]
+    points: Axis
+    overrides: tuple[tuple[str, Any], ...] = ()
+    metrics: tuple[str, ...] = ()  # summary columns (glob patterns); () = all
+    source: str = "<sweep>"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a sweep."""
+
+    name: str  # "<sweep>/<point>", also its workdir under the root
+    workdir: str
+    config: str  # config file[:variants], as `--config` takes it
+    overrides: tuple[tuple[str, str], ...]  # (dotted key, flag text)
+    columns: tuple[tuple[str, str], ...]  # the swept columns and this run's labels
+    num_steps: int
+    index: int = 1  # its place in the sweep, from 1
+
+    @property
+    def flags(self) -> list[str]:
+        return [f"--config.{k}={v}" for k, v in self.overrides]
+
+    def train_command(self, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "ahms_fm.main", "--config", self.config,
+                "--workdir", self.workdir, *self.flags]
+
+    def launch_command(self, launcher: str, extra=()) -> list[str]:
+        """`launch/<launcher> EXTRA --config ... --workdir ... overrides`; in EXTRA, {run},
+        {sweep} and {index} become this run's, e.g. for per-run job names."""
+        sweep, run = self.name.split("/", 1)
+        fill = {"{run}": run, "{sweep}": sweep, "{index}": str(self.index)}
+        extra = [re.sub(r"\{run\}|\{sweep\}|\{index\}", lambda m: fill[m[0]], a) for a in extra]
+        return [launcher_path(launcher), *extra, "--config", self.config,
+                "--workdir", self.workdir, *self.flags]
+
+    def probe_command(self, python: str = sys.executable) -> list[str]:
+        return [python, "-m", "ahms_fm.evaluation.probe", "--checkpoint", self.workdir]
+
+
+def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
+    """Read a sweep file; `config` replaces its base config, `overrides` ("key=value"
+    texts) are added to every run."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise SweepError(f"no sweep file {path}")
+    spec = importlib.util.spec_from_file_location(f"ahms_fm_sweep_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_sweep"):
+        raise SweepError(f"{path}: defines no get_sweep()")
+    d = dict(module.get_sweep())
+    unknown = sorted(set(d) - set(SWEEP_KEYS))
+    if unknown or "sweep" not in d or not (config or d.get("config")):
+        raise SweepError(f"{path}: get_sweep() must return 'config' and 'sweep' "
+                         f"(optional: 'name', 'overrides', 'metrics'); unknown: {unknown}")
+    fixed = dict(d.get("overrides") or {})
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise SweepError(f"override {text!r} is not key=value")
+        fixed[key.removeprefix("--").removeprefix("config.")] = value
+    points = tuple(d["sweep"])
+    if not points or not all(isinstance(p, Point) for p in points):
+        raise SweepError(f"{path}: 'sweep' must be an axis: values(), variants(), product() ...")
+    metrics = d.get("metrics") or ()
+    return Sweep(name=_sanitize(d.get("name") or Path(path).stem), config=config or d["config"],
+                 points=points, overrides=tuple(fixed.items()),
+                 metrics=(metrics,) if isinstance(metrics, str) else tuple(metrics),
+                 source=path)
+
+
+def expand(sweep: Sweep, root="runs/sweeps") -> list[Run]:
+    """The sweep's runs, in order, each checked by loading its config with its overrides."""
+    short = _short_columns([c.column for p in sweep.points for c in p.labels])
+    fixed_keys = {k for k, _ in sweep.overrides}
+    runs, seen, bases = [], {}, {}
+    for point in sweep.points:
+        both = fixed_keys & {k for k, _ in point.overrides}
+        if both:
+            raise SweepError(f"{sweep.source}: {sorted(both)} both swept and fixed")
+        name = _sanitize(",".join(f"{short[c.column]}={c.text}" if c.keyed else c.text
+                                  for c in point.labels) or "base")
+        if name in seen:
+            raise SweepError(f"{sweep.source}: two runs named {name!r}; "
+                             "give values(..., labels=...) to tell them apart")
+        seen[name] = point
+        config = _with_variants(sweep.config, point.variants)
+        overrides = tuple((k, _flag_text(v)) for k, v in sweep.overrides + point.overrides)
+        loaded = _check(sweep.source, f"{sweep.name}/{name}", config, overrides, bases)
+        runs.append(Run(
+            name=f"{sweep.name}/{name}", workdir=os.path.join(str(root), sweep.name, name),
+            config=config, overrides=overrides,
+            columns=tuple((short[c.column], c.text) for c in point.labels),
+            num_steps=int(loaded.num_steps), index=len(runs) + 1))
+    return runs
+
+
+def select(runs: list[Run], only: str | None) -> list[Run]:
+    """The runs whose name (with or without the sweep's prefix) matches any of the
+    comma-separated glob patterns in `only`."""
+    if not only:
+        return runs
+    patterns = [p.strip() for p in only.split(",") if p.strip()]
+    picked = [r for r in runs if any(fnmatch.fnmatchcase(n, p) for p in patterns
+                                     for n in (r.name, r.name.split("/", 1)[1]))]
+    if not picked:
+        raise SweepError(f"--only {only!r} matches none of {[r.name for r in runs]}")
+    return picked
+
+
+def _short_columns(columns) -> dict[str, str]:
+    """Each column's shortest dotted ending that is no ending of another column."""
+    columns = list(dict.fromkeys(columns))
+    out = {}
+    for c in columns:
+        parts = c.split(".")
+        others = [o for o in columns if o != c]
+        out[c] = next((".".join(parts[-k:]) for k in range(1, len(parts) + 1)
+                       if not any(_ends_with(o, ".".join(parts[-k:])) for o in others)), c)
+    return out
+
+
+def _ends_with(column: str, ending: str) -> bool:
+    return column == ending or column.endswith("." + ending)
+
+
+def _sanitize(name: str) -> str:
+    # Names become folder names: keep them to characters every file system and shell likes.
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "_", name)
+
+
+def _with_variants(config: str, names) -> str:
+    path, _, arg = config.partition(":")
+    arg = ",".join([a for a in arg.split(",") if a] + list(names))
+    return f"{path}:{arg}" if arg else path
+
+
+def _check(source: str, run: str, config: str, overrides, bases: dict):
+    """The run's config with its overrides applied as `ahms_fm.main` would (same flag
+    parser), after refusing keys the config does not have (`bases`: loaded configs)."""
+    try:
+        if config not in bases:
+            bases[config] = _load_config(config, [])
+        base = bases[config]
+        for key, _ in overrides:
+            if not _has_key(base, key):
+                raise SweepError(f"unknown config key {key!r}{_hint(base, key)}")
+        return _load_config(config, [f"--config.{k}={v}" for k, v in overrides])
+    except SweepError as e:
+        raise SweepError(f"{source}: run {run} ({config}): {e}") from None
+    except Exception as e:  # the flag parser's errors: bad values, unknown variants
+        last = str(e).strip().splitlines()[-1]  # not the traceback it may quote
+        raise SweepError(f"{source}: run {run} ({config}): {last}") from e
+
+
+def _load_config(config: str, flags_: list[str]):
+    from absl import flags
+    from ml_collections import config_flags
+
+    argv = ["sweep", f"--config={config}", *flags_]
+    values_ = flags.FlagValues()
+    handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values_,
+                                             sys_argv=argv)
+    with warnings.catch_warnings():  # ml_collections loads config files with load_module()
+        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+        values_(argv)
+    return handle.value
+
+
+def _hint(config, key: str) -> str:
+    """What the config has where `key` was looked for."""
+    parent = key.rpartition(".")[0]
+    if parent and _has_key(config, parent) and hasattr(_get(config, parent), "keys"):
+        return f"; {parent} has: {', '.join(_get(config, parent).keys())}"
+    near = difflib.get_close_matches(key, list(_all_keys(config)), n=3)
+    return f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+
+
+def _get(config, key: str):
+    for part in key.split("."):
+        config = config[part]
+    return config
+
+
+def _has_key(config, key: str) -> bool:
+    node = config
+    for part in key.split("."):
+        if not hasattr(node, "keys") or part not in node.keys():
+            return False
+        node = node[part]
+    return True
+
+
+def _all_keys(config, prefix=""):
+    for k in config.keys():
+        v = config[k]
+        if hasattr(v, "keys"):
+            yield from _all_keys(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}"
+
+
+# ----------------------------------------------------------------------------
+# Running: one after another here, or one job each through a launcher.
+# ----------------------------------------------------------------------------
+
+
+def launcher_path(name: str) -> str:
+    """`launch/<name>` of this checkout, relative to the working directory when inside it."""
+    path = REPO / "launch" / name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def latest_step(workdir) -> int | None:
+    """The latest complete checkpoint's step (Orbax writes into a temporary folder and
+    renames it to the step when done, so step-named folders are complete)."""
+    folder = Path(workdir) / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    return max(steps, default=None)
+
+
+def is_complete(run: Run) -> bool:
+    step = latest_step(run.workdir)
+    return step is not None and step >= run.num_steps
+
+
+def _needs_probe(run: Run) -> bool:
+    report = Path(run.workdir) / "probe" / "report.json"
+    if not report.is_file():
+        return True
+    return json.loads(report.read_text()).get("step") != latest_step(run.workdir)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # before the subprocess's own output
+
+
+def run_local(runs: list[Run], *, dry_run=False, probe=False, out=_say) -> list[str]:
+    """Train each run in turn (resuming partial ones, skipping complete ones), probing it
+    afterwards if `probe`; returns the names of the runs that failed."""
+    failed = []
+    for i, run in enumerate(runs, 1):
+        done, step = is_complete(run), latest_step(run.workdir)
+        out(f"# [{i}/{len(runs)}] {run.name}: " + (
+            "complete" if done else f"resuming from step {step}" if step else "training"))
+        commands = [] if done else [run.train_command()]
+        if probe and (not done or _needs_probe(run)):
+            commands.append(run.probe_command())
+        for cmd in commands:
+            out(shlex.join(cmd))
+            if not dry_run and subprocess.run(cmd).returncode != 0:
+                out(f"# {run.name}: failed ({shlex.join(cmd[:3])})")
+                failed.append(run.name)
+                break
+    return failed
+
+
+def run_launcher(runs: list[Run], launcher: str, *, extra=(), dry_run=False,
+                 out=_say) -> list[str]:
+    """One `launch/<launcher>` call per run not yet complete; returns the failed names."""
+    if not dry_run and not (REPO / "launch" / launcher).is_file():
+        raise SweepError(f"no launcher {launcher_path(launcher)}")
+    failed = []
+    for run in runs:
+        if is_complete(run):
+            out(f"# {run.name}: complete, skipped")
+            continue
+        cmd = run.launch_command(launcher, extra)
+        out(shlex.join(cmd))
+        if not dry_run and subprocess.run(cmd).returncode != 0:
+            failed.append(run.name)
+    return failed
+
+
+# ----------------------------------------------------------------------------
+# The summary: one row per run, from metrics.jsonl and probe/report.json.
+# ----------------------------------------------------------------------------
+
+# The probe report's numbers kept per target (the embedding's, not the baselines'):
+# the same metrics the quick probe logs as probe/<target>/<metric> while training.
+REPORT_METRICS = {"regression": ("mae", "r2"), "binary": ("roc_auc",)}
+MISSING = "–"
+
+
+def run_metrics(workdir) -> dict[str, float]:
+    """The last logged loss, val/* and probe/* values of a run, its last logged `step`,
+    and report/<target>/<metric> from `probe/report.json`."""
+    workdir = Path(workdir)
+    found: dict[str, float] = {}
+    path = workdir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a killed run
+                continue
+            found["step"] = max(found.get("step", 0), record.get("step", 0))
+            found.update({k: v for k, v in record.items()
+                          if k == "loss" or k.startswith(("val/", "probe/"))})
+    report = workdir / "probe" / "report.json"
+    if report.is_file():
+        for r in json.loads(report.read_text()).get("results", []):
+            if r.get("features") == "embedding":
+                for m in REPORT_METRICS.get(r.get("kind"), ()):
+                    if m in r.get("metrics", {}):
+                        found[f"report/{r['target']}/{m}"] = r["metrics"][m]["value"]
+    return found
+
+
+def summarize(runs: list[Run], metrics=()) -> tuple[list[str], list[list]]:
+    """(header, rows): run, swept columns, status, then the metrics (those matching any
+    glob in `metrics`, or all), in the order first seen."""
+    found = [run_metrics(r.workdir) for r in runs]
+    swept = list(dict.fromkeys(c for r in runs for c, _ in r.columns))
+    names = list(dict.fromkeys(k for f in found for k in f if k != "step"))
+    if metrics:
+        names = [k for k in names if any(fnmatch.fnmatchcase(k, p) for p in metrics)]
+    rows = []
+    for run, f in zip(runs, found, strict=True):
+        labels = dict(run.columns)
+        step = latest_step(run.workdir) or f.get("step")
+        status = ("done" if is_complete(run) else f"{step}/{run.num_steps}" if step
+                  else "not started")
+        rows.append([run.name.split("/", 1)[1], *(labels.get(c) for c in swept), status,
+                     *(f.get(k) for k in names)])
+    return ["run", *swept, "status", *names], rows
+
+
+def _cell(v) -> str:
+    if v is None:
+        return MISSING
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(header, rows) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return buffer.getvalue()
+
+
+def write_summary(runs: list[Run], folder, metrics=()) -> str:
+    """Write `folder`/summary.md and summary.csv; return the Markdown table."""
+    header, rows = summarize(runs, metrics)
+    table = markdown_table(header, rows)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.md").write_text(table)
+    (folder / "summary.csv").write_text(csv_table(header, rows))
+    return table
+
+
+# ----------------------------------------------------------------------------
+# Command line.
+# ----------------------------------------------------------------------------
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog, description="Expand a sweep file into runs; train them one after another, "
+        "or one job each through launch/<launcher>; tabulate their metrics. Extra "
+        "--config.key=value arguments apply to every run.")
+    p.add_argument("--sweep", required=True, help="A sweep file, e.g. configs/sweeps/ablations.py.")
+    p.add_argument("--root", default="runs/sweeps", help="Workdirs go to ROOT/<sweep>/<run>.")
+    p.add_argument("--config", help="Replace the sweep's base config (file[:variants]).")
+    p.add_argument("--only", help="Comma-separated run names or globs (e.g. 'byol,*koleo*').")
+    p.add_argument("--dry-run", "--dry_run", action="store_true",
+                   help="Print the commands, run nothing.")
+    p.add_argument("--launcher", help="Submit one job per run through launch/LAUNCHER "
+                   "(local, slurm, tpu_pod) instead of training here one after another.")
+    p.add_argument("--launcher_args", default="", help="Flags for the launcher, one string; "
+                   "{run}, {sweep}, {index} become each run's (e.g. --job-name={run}).")
+    p.add_argument("--probe", action="store_true", help="Local sweeps: `ahms-fm probe` each run "
+                   "after training (or its latest checkpoint, if the report is older).")
+    p.add_argument("--summary", action="store_true", help="Only print and write the summary.")
+    p.add_argument("--metrics", help="Summary columns: comma-separated globs, e.g. "
+                   "'loss,val/*,report/*' (default: the sweep file's, or all).")
+    return p
+
+
+def run(argv=None) -> int:
+    """Command line `ahms-fm sweep`."""
+    argv = sys.argv if argv is None else argv
+    parser = _parser(argv[0])
+    args, extra = parser.parse_known_args(argv[1:])
+    bad = [a for a in extra if not re.match(r"--config\.[\w.]+=", a)]
+    if bad:
+        parser.error(f"unrecognized arguments {bad} (overrides are --config.key=value)")
+    try:
+        sweep = load_sweep(args.sweep, config=args.config, overrides=extra)
+        every = expand(sweep, args.root)  # the summary covers them all
+        runs = select(every, args.only)
+    except SweepError as e:
+        print(f"ahms-fm sweep: {e}", file=sys.stderr)
+        return 2
+    metrics = args.metrics.split(",") if args.metrics else sweep.metrics
+    folder = Path(args.root) / sweep.name
+    if args.summary:
+        print(write_summary(every, folder, metrics))
+        print(f"# written: {folder / 'summary.md'}, {folder / 'summary.csv'}")
+        return 0
+    if args.launcher:
+        failed = run_launcher(runs, args.launcher, extra=shlex.split(args.launcher_args),
+                              dry_run=args.dry_run)
+    else:
+        failed = run_local(runs, dry_run=args.dry_run, probe=args.probe)
+        if not args.dry_run:
+            print(write_summary(every, folder, metrics))
+            print(f"# written: {folder / 'summary.md'}, {folder / 'summary.csv'}")
+    if failed:
+        print(f"# failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    # Through the imported module: sweep files import ahms_fm.sweep, not __main__.
+    from ahms_fm import sweep as _module
+
+    sys.exit(_module.run())

@@ -123,6 +123,9 @@ def recipe() -> ml_collections.ConfigDict:
     c.probe.seed = 0  # folds, bootstrap and the random-init baseline
     c.probe.baselines = "random_init,handcrafted,demographic"
     c.probe.batch_size = 256  # segments per embedding forward pass
+    # The random-init baseline's batch-norm statistics, re-estimated on training windows.
+    c.probe.calibration_windows = 128
+    c.probe.calibration_passes = 40
     c.probe.every_steps = 0  # >0: a quick ridge probe on the validation split while training
     c.probe.train_targets = ""  # its targets ("" = the dataset's defaults)
     c.probe.max_segments_per_participant = 4  # its embedding budget

@@ -196,3 +196,34 @@ def test_crossfit_on_noise_is_centred_on_chance():
         aucs.append(stats.roc_auc(y[:, 0], pred[:, 0]))
         rs.append(stats.pearson_r(y[:, 1], pred[:, 1]))
     assert np.mean(aucs) > 0.46 and np.mean(rs) > -0.07  # standard errors 0.005, 0.009
+
+
+def test_batch_norm_calibration_matches_the_batch_statistics():
+    """The random-init baseline: its eval-mode statistics are re-estimated on data."""
+    import jax.numpy as jnp
+
+    from ahms_fm.evaluation import embeddings
+
+    config = load_config("ppg", "tiny")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, config.input.segment_length, config.input.channels))
+    x = (x * 3.0 + 2.0).astype(np.float32)  # far from what mean 0 / variance 1 expects
+    raw = embeddings.random_encoder(config, seed=3)
+    cal = embeddings.calibrate_batch_norm(raw, x, passes=40)
+    # The stem's batch norm now holds the mean and variance of the stem conv's output.
+    conv = raw.params["encoder"]["stem"]["kernel"]
+    h = np.asarray(jnp.asarray(jax_conv(x, conv)))
+    got = cal.stats["encoder"]["stem_bn"]
+    np.testing.assert_allclose(got["mean"], h.mean(axis=(0, 1)), rtol=0.03,
+                               atol=0.03 * h.std())
+    np.testing.assert_allclose(got["var"], h.var(axis=(0, 1)), rtol=0.03)
+    assert cal.embed_windows(x).std(0).mean() > 10 * raw.embed_windows(x).std(0).mean()
+
+
+def jax_conv(x, kernel):
+    """The stem: a stride-2 'SAME' convolution without bias, written independently."""
+    import jax
+
+    return jax.lax.conv_general_dilated(
+        x, kernel, window_strides=(2,), padding="SAME",
+        dimension_numbers=("NWC", "WIO", "NWC"))

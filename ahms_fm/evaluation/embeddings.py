@@ -293,6 +293,33 @@ def random_encoder(config, seed: int = 0) -> Encoder:
                    which="random", source=f"random(seed={seed})")
 
 
+def calibrate_batch_norm(encoder: Encoder, windows, *, passes: int = 40) -> Encoder:
+    """The encoder with its batch-norm running statistics re-estimated on `windows`.
+
+    A freshly initialized network's statistics are mean 0, variance 1; in eval mode
+    they do not normalize, so activations shrink layer by layer (to ~1e-6 here) and a
+    random-init baseline's quality depends on its seed by chance. Each pass runs the
+    encoder in training mode on the same windows, moving every running average by the
+    config's batch-norm momentum toward that batch's statistics (after 40 passes at
+    0.9, 1.5% of the initial values remain).
+    """
+    model = encoder.model
+
+    @jax.jit
+    def one_pass(params, stats, x):
+        module = nnx.merge(model.graphdef, params, stats, model.other, copy=True)
+        module.train()
+        module.encoder(x)
+        return nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+
+    x = jnp.asarray(windows, jnp.float32)
+    stats = encoder.stats
+    for _ in range(passes):
+        stats = one_pass(encoder.params, stats, x)
+    return dataclasses.replace(encoder, stats=jax.device_get(stats),
+                               source=f"{encoder.source}, batch norm calibrated")
+
+
 # ----------------------------------------------------------------------------
 # Datasets.
 # ----------------------------------------------------------------------------

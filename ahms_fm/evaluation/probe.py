@@ -363,6 +363,10 @@ def run_probe(checkpoint, *, dataset_arg=None, data_dir="datasets", target_texts
     if "random_init" in baselines:
         # Not the training seed: that would be the run's own initial weights.
         rand = embeddings.random_encoder(encoder.config, seed=encoder.config.seed + 1 + pc.seed)
+        train_split = dataset.load_split(path, "train")
+        some = np.arange(min(len(train_split), pc.calibration_windows))
+        rand = embeddings.calibrate_batch_norm(rand, dataset.read_signals(train_split, some),
+                                               passes=pc.calibration_passes)
         features["random_init"] = embed_dataset(rand, path, progress, pc.batch_size)[1]
     if "handcrafted" in baselines:
         features["handcrafted"], _ = segment_features(path, encoder.config.modality, progress)

@@ -137,6 +137,13 @@ def test_gaussian_noise_levels():
     assert stats.kstest(z, "norm").pvalue > 1e-3
 
 
+def test_hashed_normal_is_finite_at_the_extreme_hashes():
+    h = jnp.array([0, 1, 255, 511, 2**31, 2**32 - 512, 2**32 - 256, 2**32 - 1], jnp.uint32)
+    z = np.asarray(augment.bits_to_normal(h))
+    assert np.isfinite(z).all() and np.abs(z).max() < 6.0
+    assert z[0] < -5.0 and z[-1] > 5.0 and z[0] == -z[-1]  # symmetric, both tails reached
+
+
 def test_hashed_normal_is_standard_normal_and_independent():
     z = np.asarray(augment.hashed_normal(jax.random.key(9), (200_000,)))
     assert stats.kstest(z, "norm").pvalue > 1e-3

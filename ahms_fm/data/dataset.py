@@ -339,19 +339,22 @@ def load_split(path, split: str) -> Split:
                  meta["participants"], owners, files, meta["storage_dtype"])
 
 
-def read_signals(split: Split, indices, dtype="float32") -> np.ndarray:
-    """The signals of records `indices` of `split`, [n, time, channels].
-
-    Decodes only the signal bytes of each record (as the training pipeline does):
-    TFDS's generic decoding of every feature costs several times more.
-    """
-    import grain
+def decode_signal(record: bytes, shape: tuple[int, int], storage_dtype) -> np.ndarray:
+    """The `signal` of one serialized record, [time, channels], without decoding the
+    other features (TFDS's generic decoding of all of them costs several times more)."""
     from tensorflow_datasets.proto import tf_example_pb2
+
+    feature = tf_example_pb2.Example.FromString(record).features.feature["signal"]
+    return np.frombuffer(feature.bytes_list.value[0], storage_dtype).reshape(shape)
+
+
+def read_signals(split: Split, indices, dtype="float32") -> np.ndarray:
+    """The signals of records `indices` of `split`, [n, time, channels]."""
+    import grain
 
     source = grain.sources.ArrayRecordDataSource(split.files)
     shape = (split.spec.segment_length, split.spec.channels)
     out = np.empty((len(indices), *shape), dtype)
     for j, i in enumerate(indices):
-        feature = tf_example_pb2.Example.FromString(source[int(i)]).features.feature["signal"]
-        out[j] = np.frombuffer(feature.bytes_list.value[0], split.storage_dtype).reshape(shape)
+        out[j] = decode_signal(source[int(i)], shape, split.storage_dtype)
     return out

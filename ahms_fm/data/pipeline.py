@@ -24,9 +24,8 @@ import dataclasses
 import grain
 import numpy as np
 from absl import flags
-from tensorflow_datasets.proto import tf_example_pb2
 
-from ahms_fm.data.dataset import Split
+from ahms_fm.data.dataset import Split, decode_signal
 
 
 @dataclasses.dataclass
@@ -101,9 +100,7 @@ class _ReadBatch(grain.transforms.Map):
         return {**self.__dict__, "_source": None}
 
     def _signal(self, index: int) -> np.ndarray:
-        raw = self._source[index]
-        feature = tf_example_pb2.Example.FromString(raw).features.feature["signal"]
-        return np.frombuffer(feature.bytes_list.value[0], self.storage_dtype).reshape(self.shape)
+        return decode_signal(self._source[index], self.shape, self.storage_dtype)
 
     def map(self, rows):
         if self._source is None:

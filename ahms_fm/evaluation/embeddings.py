@@ -413,7 +413,8 @@ def embedding_matrix(table, column: str = "embedding") -> np.ndarray:
 # ----------------------------------------------------------------------------
 
 
-def _json_default(x):
+def json_default(x):
+    """`json.dumps(default=...)` for NumPy scalars and arrays and paths."""
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):
@@ -440,7 +441,7 @@ def write_embeddings(table, path, *, metadata: dict) -> None:
     arrow = arrow.append_column(pa.field("embedding", pa.list_(pa.float32(), z.shape[1])),
                                 pa.FixedSizeListArray.from_arrays(values, z.shape[1]))
     meta = {**(arrow.schema.metadata or {}),
-            METADATA_KEY: json.dumps(metadata, default=_json_default).encode()}
+            METADATA_KEY: json.dumps(metadata, default=json_default).encode()}
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(arrow.replace_schema_metadata(meta), tmp)

@@ -152,12 +152,14 @@ def write(out_dir, results, header: dict, *, map_units=None, participants=None,
     """Write report.json, report.md, predictions.csv and the figures; return the report."""
     import pandas as pd
 
+    from ahms_fm.evaluation.embeddings import json_default
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     level = header.get("probe", {}).get("level", 0.95)
     table = markdown(results, level)
     rep = {**header, "results": [r.to_json() for r in results], "markdown": table}
-    (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default))
+    (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=json_default))
     title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
              f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")
     (out_dir / "report.md").write_text(title + table)
@@ -169,11 +171,3 @@ def write(out_dir, results, header: dict, *, map_units=None, participants=None,
     plot_roc(results, out_dir / "roc.png")
     plot_map(map_units, list(targets), participants, out_dir / "map.png")
     return rep
-
-
-def _json_default(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(f"not JSON serializable: {type(v)}")

@@ -492,3 +492,95 @@ def test_segments_of_a_participant_look_alike(cohort):
     np.fill_diagonal(corr, -np.inf)
     who = np.repeat(np.arange(people), segments)
     assert np.mean(who[np.argmax(corr, axis=1)] == who) >= 0.8
+
+
+# ----------------------------------------------------------------------------
+# Ground truth: the physiology behind the waveforms (the probes' ceiling).
+# ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modality", ["ppg", "ecg"])
+def test_ground_truth_table(cohort, modality):
+    n = len(cohort["participant"])
+    truth = syn.ground_truth(cohort, modality)
+    assert tuple(truth) == syn.TRUTH_FIELDS[modality]
+    assert all(k.startswith(syn.TRUTH_PREFIX) for k in truth)
+    # Physiology, never the labels: nothing with a label's name or values.
+    names = {k.removeprefix(syn.TRUTH_PREFIX) for k in truth}
+    assert not names & {*syn.PARTICIPANT_FIELDS, "height", "bmi"}
+    labels = [cohort[f].astype(np.float64) for f in syn.PARTICIPANT_FIELDS]
+    af = cohort["af"]
+    for key, value in truth.items():
+        assert value.shape == (n,) and value.dtype == np.float64, key
+        assert not any(np.array_equal(value, label) for label in labels), key
+        ok = ~af if key == "truth_pr" else np.ones(n, bool)
+        assert np.all(np.isfinite(value[ok])) and np.all(value[ok] >= 0), key
+    assert np.array_equal(truth["truth_af_rr_cv"] > 0, af)
+    if modality == "ecg":
+        assert np.all(np.isnan(truth["truth_pr"][af]))  # no P wave in AF
+    small = syn.ground_truth({k: v[:30] for k, v in cohort.items()}, modality)
+    for key in truth:
+        np.testing.assert_array_equal(small[key], truth[key][:30])
+    with pytest.raises(ValueError, match="modality"):
+        syn.ground_truth(cohort, "eda")
+
+
+@pytest.mark.parametrize("modality", ["ppg", "ecg"])
+def test_ground_truth_is_what_the_segments_average_to(cohort, modality):
+    """Over 24 segments (every hour of the day once), the rate and RMSSD of the beats
+    come out at the resting values, in sinus rhythm and in AF."""
+    rows = np.r_[np.flatnonzero(~cohort["af"])[:12], np.flatnonzero(cohort["af"])[:4]]
+    segments = np.arange(24)
+    fn = syn.ppg_segments if modality == "ppg" else syn.ecg_segments
+    _, info = fn(0, cohort, np.repeat(rows, 24), np.tile(segments, len(rows)),
+                 return_info=True)
+    truth = syn.ground_truth(cohort, modality)
+    hr = info["heart_rate"].reshape(len(rows), 24).mean(axis=1)
+    rmssd = np.median(info["rmssd"].reshape(len(rows), 24), axis=1)
+    np.testing.assert_allclose(hr, truth["truth_resting_hr"][rows], atol=3.0)
+    np.testing.assert_allclose(rmssd, truth["truth_rmssd"][rows], rtol=0.25)
+
+
+def test_ground_truth_is_what_the_waveforms_show(cohort):
+    """Measured on the waveforms (no latents read back), participants rank as their
+    ground truth: reflected-wave delay (PPG), QRS amplitude and QTc (ECG)."""
+    from scipy.stats import spearmanr
+
+    rows = np.flatnonzero(~cohort["af"])[:24]
+    index, segment = np.repeat(rows, len(SEGMENTS)), np.tile(SEGMENTS, len(rows))
+    x = syn.ppg_segments(0, cohort, index, segment).reshape(len(rows), len(SEGMENTS), -1, 4)
+    delay = [np.median([_pulse_shape(s)[1] for s in arm]) for arm in x]
+    truth = syn.ground_truth(cohort, "ppg")
+    assert spearmanr(delay, truth["truth_reflection_delay"][rows])[0] > 0.4
+    e = syn.ecg_segments(0, cohort, index, segment).reshape(len(rows), len(SEGMENTS), -1, 1)
+    qrs, t_peak, rr = np.array([np.median([_qrs_and_t(s) for s in arm], axis=0) for arm in e]).T
+    truth = syn.ground_truth(cohort, "ecg")
+    assert spearmanr(qrs, truth["truth_qrs_amplitude"][rows])[0] > 0.8
+    assert spearmanr(t_peak / rr ** (1 / 3), truth["truth_qtc"][rows])[0] > 0.8
+
+
+def test_ground_truth_follows_the_labels(cohort):
+    """The documented relations, on the ground truth of a cohort (independent checks
+    of the directions: each would fail if its relation were reversed)."""
+    ppg, ecg = syn.ground_truth(cohort, "ppg"), syn.ground_truth(cohort, "ecg")
+    age, bmi, sex, af = cohort["age"], cohort["bmi"], cohort["sex"], cohort["af"]
+    sinus = ~af
+
+    def corr(a, b):
+        return np.corrcoef(a[sinus], b[sinus])[0, 1]
+
+    # Stiffness index SI = height / dT rises with age (and so dT falls).
+    si = cohort["height"] / 100.0 / ppg["truth_reflection_delay"]
+    assert corr(age, si) > 0.6 and corr(age, ppg["truth_reflection_delay"]) < -0.4
+    assert corr(age, np.log(ppg["truth_rmssd"])) < -0.4
+    assert corr(age, ppg["truth_crest_time"]) > 0.1
+    assert corr(bmi, np.log(ppg["truth_pulse_amplitude"])) < -0.2
+    assert corr(bmi, ppg["truth_systolic_width"]) > 0.1
+    assert corr(age, ecg["truth_pr"]) > 0.3
+    htn = cohort["hypertension"]
+    assert np.median(si[htn]) > np.median(si[~htn]) + 1.0
+    women, men = sinus & (sex == 0), sinus & (sex == 1)
+    assert np.mean(ppg["truth_resting_hr"][women]) > np.mean(ppg["truth_resting_hr"][men]) + 2
+    assert np.mean(ecg["truth_qtc"][women]) > np.mean(ecg["truth_qtc"][men]) + 0.01
+    assert np.median(ecg["truth_qrs_amplitude"][men]) > np.median(ecg["truth_qrs_amplitude"][women])
+    assert np.mean(ppg["truth_resting_hr"][af]) > np.mean(ppg["truth_resting_hr"][sinus]) + 5

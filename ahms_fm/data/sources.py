@@ -32,8 +32,12 @@ def synthetic_source(spec: ModalitySpec, quality: QualitySpec, *, participants: 
         raise ValueError(f"no synthetic cohort for modality {spec.modality!r}")
     table = synthetic.sample_participants(seed, participants)
     ids = [f"s{i:07d}" for i in range(participants)]
+    # Labels, and the physiology the signals are made from (`truth_*`: the features
+    # of the probes' ceiling, ahms_fm.evaluation.ceiling; never targets).
+    truth = synthetic.ground_truth(table, spec.modality)
     labels = {
-        pid: {f: table[f][i].item() for f in synthetic.PARTICIPANT_FIELDS}
+        pid: {**{f: table[f][i].item() for f in synthetic.PARTICIPANT_FIELDS},
+              **{f: v[i].item() for f, v in truth.items()}}
         for i, pid in enumerate(ids)
     }
     row_of = {pid: i for i, pid in enumerate(ids)}

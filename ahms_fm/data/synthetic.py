@@ -23,6 +23,15 @@ API
   seconds=30.0, return_info=False)`: raw Lead-I-like ECG `[n, time, 1]`
   float32 in mV.
 - `segment_hour(segment)`: the hour of day of a segment number, (8 + 7 s) mod 24.
+- `ground_truth(participants, modality)`: per participant, the physiology
+  that modality's waveforms are made from (`TRUTH_FIELDS`: resting heart
+  rate, RMSSD, AF irregularity; PPG reflected-wave delay and height, notch
+  depth, crest time, pulse amplitude, systolic width; ECG PR, QRS amplitude
+  and width, QTc, T amplitude), resting values computed by the same functions
+  the generators call, without the per-segment nuisance. Not the labels:
+  the features of the probes' ceiling (`ahms_fm.evaluation.ceiling`). The
+  stiffness index is not among them: the pulse shows it only through dT =
+  height / SI and the reflection and notch, and SI with dT would give height.
 
 Row r of a call is participant `participants["participant"][index[r]]`'s
 segment `segment[r]`. All its randomness comes from one generator keyed
@@ -318,6 +327,90 @@ def sample_participants(seed: int, n: int) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------
+# Ground truth: the physiology the waveforms are made from.
+# ----------------------------------------------------------------------------
+
+TRUTH_PREFIX = "truth_"
+# What each modality's signal carries, per participant (units: bpm, ms, s, mV, a.u.).
+_TRUTH_RHYTHM = ("truth_resting_hr", "truth_rmssd", "truth_af_rr_cv")
+TRUTH_FIELDS = {
+    "ppg": (
+        *_TRUTH_RHYTHM,
+        "truth_reflection_delay",  # s, dT = height / SI
+        "truth_reflection_height",  # reflected / forward wave
+        "truth_notch_depth",  # dicrotic notch / forward wave
+        "truth_crest_time",  # s, foot to systolic peak
+        "truth_pulse_amplitude",  # a.u., pulse (AC) amplitude
+        "truth_systolic_width",  # s, sd of the forward wave's upslope
+    ),
+    "ecg": (
+        *_TRUTH_RHYTHM,
+        "truth_pr",  # s; NaN in AF (no P wave)
+        "truth_qrs_amplitude",  # mV, R amplitude
+        "truth_qrs_width",  # s, sd of the R wave (the QRS scales with it)
+        "truth_qtc",  # s (Fridericia)
+        "truth_t_amplitude",  # mV
+    ),
+}
+
+
+def ground_truth(participants, modality: str) -> dict[str, np.ndarray]:
+    """Per participant, the physiology that `modality`'s waveforms are made from.
+
+    `TRUTH_FIELDS[modality]` -> float64 `[n]` for the n rows of the table, from
+    the functions the signal generators call, with the per-segment nuisance at
+    its centre: time of day averaged out (its cosine at 0), the segment's
+    heart-rate offset and vasomotor, posture and perfusion jitter at 0 (their
+    normals' mean). Motion and noise do not enter. So these are each person's
+    resting values, what a perfect per-participant feature extractor could
+    know; the labels themselves (age, sex, ...) are not among them.
+
+    Rhythm (both): "truth_resting_hr" (bpm); "truth_rmssd" (ms): sinus
+    rhythm's target RMSSD at the resting rate, in AF that of independent
+    lognormal intervals, sqrt(2 (e^(cv^2) - 1)) x mean RR; "truth_af_rr_cv":
+    the RR CV in AF, 0 in sinus rhythm. PPG: reflected-wave delay and height,
+    notch depth, crest time, pulse amplitude, systolic width (not the
+    stiffness index, a latent the pulse shows only through these). ECG: PR
+    (NaN in AF, where there is no P wave), QRS amplitude and width, QTc, T
+    amplitude. Amplitudes are in the generator's units: a z-scored window
+    keeps them only relative to its noise and other waves.
+    """
+    if modality not in TRUTH_FIELDS:
+        raise ValueError(f"modality must be one of {sorted(TRUTH_FIELDS)}, got {modality!r}")
+    n = len(participants["participant"])
+    index, _, _ = _rows(participants, np.arange(n), np.zeros(n, np.int64))
+    zero = np.zeros(n)
+    hr = _heart_rate(participants, index, zero, zero)
+    rr0 = 60.0 / hr
+    af = participants["af"][index].astype(bool)
+    cv = np.where(af, participants["af_rr_cv"][index], 0.0)
+    sinus = _rmssd(participants, index, zero, rr0)
+    rmssd = np.where(af, np.sqrt(2.0 * np.expm1(cv**2)) * rr0, sinus)
+    out = {"truth_resting_hr": hr, "truth_rmssd": 1e3 * rmssd, "truth_af_rr_cv": cv}
+    if modality == "ppg":
+        s = _ppg_shape(participants, index, hr, np.zeros((n, 3)))
+        out |= {
+            "truth_reflection_delay": s["delta_t"],
+            "truth_reflection_height": s["refl_amp"],
+            "truth_notch_depth": s["notch"],
+            "truth_crest_time": s["crest"],
+            "truth_pulse_amplitude": _ppg_ac(participants, index, zero),
+            "truth_systolic_width": s["sys_width"],
+        }
+    else:
+        s = _ecg_shape(participants, index, hr, np.zeros((n, 2)))
+        out |= {
+            "truth_pr": np.where(af, np.nan, s["pr"]),
+            "truth_qrs_amplitude": s["r_amp"],
+            "truth_qrs_width": s["r_width"],
+            "truth_qtc": s["qtc"],
+            "truth_t_amplitude": s["t_amp"],
+        }
+    assert tuple(out) == TRUTH_FIELDS[modality]
+    return out
+
+
+# ----------------------------------------------------------------------------
 # Shared machinery: per-row randomness, rhythm, rendering beats.
 # ----------------------------------------------------------------------------
 
@@ -391,35 +484,11 @@ def _rhythm(p, index, segment, u, seconds, lead):
     beat_u = u[:, _S_SCALARS : _S_SCALARS + 2 * nb]
     z_rr, z_amp = _box_muller(beat_u[:, :nb], beat_u[:, nb:])
 
-    age, sex, bmi = p["age"][index], p["sex"][index], p["bmi"][index]
-    htn = p["hypertension"][index].astype(np.float64)
-    dm = p["diabetes"][index].astype(np.float64)
     af = p["af"][index].astype(bool)
     circ = np.cos(_TWO_PI * (segment_hour(segment) - 16.0) / 24.0)
-
-    hr = (
-        66.0
-        + 4.0 * (1 - sex)
-        + 0.3 * (bmi - 25.0)
-        - 0.05 * (age - 45.0)
-        + 2.0 * htn
-        + 3.0 * dm
-        + 12.0 * af
-        + p["hr_offset"][index]
-        + 5.0 * circ
-        + 4.0 * zs[:, 0]
-    )
-    hr = np.clip(hr, 40.0, 140.0)
+    hr = _heart_rate(p, index, circ, zs[:, 0])
     rr0 = 60.0 / hr
-    rmssd = (
-        0.035
-        * np.exp(-0.02 * (age - 40.0))
-        * p["hrv_scale"][index]
-        * 0.85**htn
-        * 0.75**dm
-        * (1.0 - 0.2 * circ)
-        * (rr0 / 0.91)
-    )
+    rmssd = _rmssd(p, index, circ, rr0)
 
     f_resp = p["resp_rate"][index] / 60.0 * np.exp(0.08 * zs[:, 2])
     ph_resp = _TWO_PI * us[:, 1]
@@ -455,6 +524,46 @@ def _rhythm(p, index, segment, u, seconds, lead):
         "zs": zs,
         "us": us,
     }
+
+
+def _heart_rate(p, index, circ, z):
+    """Target heart rate (bpm) of rows `index`: the resting rate of the labels and the
+    personal offset, the time of day (`circ`, the cosine in [-1, 1]) and the
+    segment's own offset (`z`, a standard normal)."""
+    age, sex, bmi = p["age"][index], p["sex"][index], p["bmi"][index]
+    htn = p["hypertension"][index].astype(np.float64)
+    dm = p["diabetes"][index].astype(np.float64)
+    af = p["af"][index].astype(bool)
+    hr = (
+        66.0
+        + 4.0 * (1 - sex)
+        + 0.3 * (bmi - 25.0)
+        - 0.05 * (age - 45.0)
+        + 2.0 * htn
+        + 3.0 * dm
+        + 12.0 * af
+        + p["hr_offset"][index]
+        + 5.0 * circ
+        + 4.0 * z
+    )
+    return np.clip(hr, 40.0, 140.0)
+
+
+def _rmssd(p, index, circ, rr0):
+    """Target RMSSD (s) of the sinus rhythm of rows `index` at time of day `circ` and
+    mean RR interval `rr0` (s)."""
+    age = p["age"][index]
+    htn = p["hypertension"][index].astype(np.float64)
+    dm = p["diabetes"][index].astype(np.float64)
+    return (
+        0.035
+        * np.exp(-0.02 * (age - 40.0))
+        * p["hrv_scale"][index]
+        * 0.85**htn
+        * 0.75**dm
+        * (1.0 - 0.2 * circ)
+        * (rr0 / 0.91)
+    )
 
 
 def _beat_info(beat_time, rr, seconds):
@@ -592,11 +701,14 @@ def _burst(t, start, dur, freqs, phases):
 # ----------------------------------------------------------------------------
 
 
-def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
-    """[n, L] PPG pulse of each row from the pulse foot, and its diastolic decay.
+def _ppg_shape(p, index, hr, z):
+    """The pulse-wave parameters of rows `index` at heart rate `hr` (bpm), a dict of [n].
 
     `z` [n, 3] normals: the segment's vasomotor state (stiffness index,
-    reflection height, systolic width vary a little through the day).
+    reflection height, systolic width vary a little through the day). Keys:
+    "si" (m/s), "delta_t", "crest", "sys_width", "refl_width", "lvet",
+    "runoff_delay", "runoff_width" (s), "refl_amp" and "notch" (relative to
+    the forward wave).
     """
     age, bmi = p["age"][index], p["bmi"][index]
     htn = p["hypertension"][index].astype(np.float64)
@@ -625,6 +737,27 @@ def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
     runoff_delay = p["ppg_runoff_delay"][index] * squeeze
     runoff_width = p["ppg_runoff_width"][index] * squeeze
     distinct = np.minimum(np.exp(-(si - 6.5) / 2.5), 1.0)
+    return {
+        "si": si,
+        "delta_t": delta_t,
+        "crest": crest,
+        "sys_width": sys_width,
+        "refl_amp": refl_amp,
+        "refl_width": refl_width,
+        "lvet": lvet,
+        "runoff_delay": runoff_delay,
+        "runoff_width": runoff_width,
+        "notch": p["ppg_notch_depth"][index] * distinct,
+    }
+
+
+def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
+    """[n, L] PPG pulse of each row from the pulse foot, and its diastolic decay.
+
+    `z` [n, 3] normals: the segment's vasomotor state (`_ppg_shape`).
+    """
+    s = _ppg_shape(p, index, hr, z)
+    crest, sys_width, delta_t, lvet = s["crest"], s["sys_width"], s["delta_t"], s["lvet"]
     tau = np.arange(round(duration * table_rate)) / table_rate
     # The forward wave falls more slowly than it rises (asymmetric Gaussian).
     forward = np.where(
@@ -632,10 +765,10 @@ def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
     )
     pulse = (
         forward
-        + refl_amp[:, None] * _gauss(tau, crest + delta_t, refl_width)
-        + p["ppg_runoff_amp"][index][:, None] * _gauss(tau, crest + runoff_delay, runoff_width)
-        - (p["ppg_notch_depth"][index] * distinct)[:, None]
-        * _gauss(tau, lvet, np.full_like(lvet, 0.02))
+        + s["refl_amp"][:, None] * _gauss(tau, crest + delta_t, s["refl_width"])
+        + p["ppg_runoff_amp"][index][:, None]
+        * _gauss(tau, crest + s["runoff_delay"], s["runoff_width"])
+        - s["notch"][:, None] * _gauss(tau, lvet, np.full_like(lvet, 0.02))
     )
     # Diastolic decay: a slow decline over the whole interval (added per beat
     # by `_render`), rising with the systolic upstroke.
@@ -644,6 +777,17 @@ def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
     )
     scale = 1.0 / (pulse + decay).max(axis=1, keepdims=True)
     return pulse * scale, decay * scale
+
+
+def _ppg_ac(p, index, z):
+    """Pulse (AC) amplitude (a.u.) of rows `index`; `z` [n] the segment's perfusion normal."""
+    age, bmi = p["age"][index], p["bmi"][index]
+    return (
+        p["perfusion"][index]
+        * np.exp(-0.035 * (bmi - 25.0))
+        * (1.0 - 0.004 * (age - 45.0))
+        * np.exp(0.15 * z)
+    )
 
 
 def ppg_segments(
@@ -745,13 +889,7 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
     table, decay = _ppg_templates(p, index, rhy["hr"], zs[:, 16:19], table_rate)
     pulse = _render(rhy["onset"], rhy["amp"], table, table_rate, t, beats_back=2, decay=decay)
 
-    age, bmi = p["age"][index], p["bmi"][index]
-    ac = (
-        p["perfusion"][index]
-        * np.exp(-0.035 * (bmi - 25.0))
-        * (1.0 - 0.004 * (age - 45.0))
-        * np.exp(0.15 * zs[:, 4])
-    )
+    ac = _ppg_ac(p, index, zs[:, 4])
     tt = t[pad:].astype(f32)
 
     # Components shared by the channels, [n, K, time]: the pulse at integer
@@ -814,15 +952,16 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
 # ----------------------------------------------------------------------------
 
 
-def _ecg_templates(p, index, hr, z, table_rate, duration=0.8):
-    """[n, L] Lead-I beat in mV from `_ECG_LEAD` s before the R peak.
+def _ecg_shape(p, index, hr, z):
+    """The beat parameters of rows `index` at heart rate `hr` (bpm), a dict of [n].
 
     `z` [n, 2] normals: the segment's posture and electrode contact (QRS and
-    T amplitudes vary a little between recordings).
+    T amplitudes vary a little between recordings). Keys: "r_amp", "t_amp"
+    (mV), "r_width" (the R wave's sd), "pr", "qtc", "qt", "t_peak" (from the
+    beat template's start), "t_up" (the T wave's upslope sd), all s.
     """
     age, sex, bmi = p["age"][index], p["sex"][index], p["bmi"][index]
     htn = p["hypertension"][index].astype(np.float64)
-    af = p["af"][index].astype(np.float64)
     r_amp = (
         p["ecg_r_amp"][index]
         * (1.0 + 0.15 * sex)
@@ -844,6 +983,28 @@ def _ecg_templates(p, index, hr, z, table_rate, duration=0.8):
     t_peak = _ECG_LEAD + qt - 0.135
     t_amp = p["ecg_t_amp"][index] * np.exp(-0.02 * (bmi - 25.0) + 0.08 * z[:, 1])
     t_up = p["ecg_t_width"][index]
+    return {
+        "r_amp": r_amp,
+        "r_width": r_width,
+        "pr": pr,
+        "qtc": qtc,
+        "qt": qt,
+        "t_peak": t_peak,
+        "t_amp": t_amp,
+        "t_up": t_up,
+    }
+
+
+def _ecg_templates(p, index, hr, z, table_rate, duration=0.8):
+    """[n, L] Lead-I beat in mV from `_ECG_LEAD` s before the R peak.
+
+    `z` [n, 2] normals: the segment's posture and electrode contact (`_ecg_shape`).
+    """
+    s = _ecg_shape(p, index, hr, z)
+    r_amp, r_width, pr, t_peak, t_amp, t_up = (
+        s[k] for k in ("r_amp", "r_width", "pr", "t_peak", "t_amp", "t_up")
+    )
+    af = p["af"][index].astype(np.float64)
     tau = np.arange(round(duration * table_rate)) / table_rate
     r0 = np.full_like(r_amp, _ECG_LEAD)
     beat = (

@@ -21,6 +21,8 @@ import re
 
 import numpy as np
 
+from ahms_fm.data.synthetic import TRUTH_PREFIX
+
 _EXPR = re.compile(
     r"^(?:(?P<name>[A-Za-z_][\w]*)=(?!=))?"
     r"(?P<column>(?:segment\.)?[A-Za-z_][\w]*)"
@@ -146,7 +148,9 @@ def default_targets(dataset_name: str, participants: list[dict]) -> list[Target]
     if dataset_name in DEFAULT_TARGETS:
         return parse_targets(DEFAULT_TARGETS[dataset_name])
     skip = {"participant", "participant_index", "split"}
-    columns = sorted({k for p in participants for k in p} - skip)
+    # A synthetic cohort's ground truth (ahms_fm.evaluation.ceiling) is no target.
+    columns = sorted({k for p in participants for k in p if not k.startswith(TRUTH_PREFIX)}
+                     - skip)
     found = []
     for column in columns:
         t = Target(column, column, "participant")

@@ -4,9 +4,17 @@ A checkpoint holds three items: `state` (a pytree of arrays: student, teacher,
 optimizer, step, RNG), `data` (the Grain iterator's state, JSON) and `info`
 (JSON: the config and anything else small). Saving is asynchronous; Orbax
 writes into a temporary folder and renames it when complete, so a process
-killed mid-write leaves the previous checkpoint as the latest. Kept: the
-last `keep` checkpoints, plus the best by a validation metric when one is
-named.
+killed mid-write leaves the previous checkpoint as the latest.
+
+Kept (any one reason suffices; the rest are deleted as later ones are saved):
+- the last `keep` checkpoints (what a resumed run needs);
+- the steps in `keep_steps`, forever: step 0, the run's own initialization,
+  which the probe reports as its "init" baseline;
+- every step that is a multiple of `keep_every` (0 = none), for probing a run
+  at several points of its training (learning curves);
+- the best by a validation metric when one is named. Only checkpoints saved
+  with that metric compete; those saved without it (between evaluations, on
+  preemption) are kept only for the reasons above.
 """
 
 from __future__ import annotations
@@ -20,12 +28,24 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 class Checkpoints:
     """Save and restore training checkpoints in `directory`."""
 
-    def __init__(self, directory, *, keep: int = 3, best_metric: str | None = None,
+    def __init__(self, directory, *, keep: int = 3, keep_every: int = 0,
+                 keep_steps: tuple[int, ...] = (0,), best_metric: str | None = None,
                  best_mode: str = "max", asynchronous: bool = True):
+        if keep < 1:
+            raise ValueError(f"keep (keep_checkpoints) must be at least 1, got {keep}: "
+                             "a run resumes from its latest checkpoint")
+        if keep_every < 0:
+            raise ValueError(f"keep_every (keep_every_steps) must be >= 0, got {keep_every}")
         policies = [pp.LatestN(n=keep)]
+        if keep_steps:
+            policies.append(pp.CustomSteps(steps=list(keep_steps)))
+        if keep_every:
+            policies.append(pp.EveryNSteps(interval_steps=keep_every))
         if best_metric:
+            # Orbax's default would keep every checkpoint saved without metrics, forever.
             policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
-                                     reverse=best_mode == "min"))
+                                     reverse=best_mode == "min",
+                                     keep_checkpoints_without_metrics=False))
         options = ocp.CheckpointManagerOptions(
             preservation_policy=pp.AnyPreservationPolicy(policies),
             enable_async_checkpointing=asynchronous,
@@ -37,6 +57,10 @@ class Checkpoints:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """The steps of the checkpoints kept (complete or being written), in order."""
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state, data: dict, info: dict, metrics: dict | None = None,
              force: bool = False) -> bool:

@@ -1,15 +1,16 @@
 """The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`,
-`ahms-fm probe --checkpoint ...`, `ahms-fm sweep --sweep ...`.
+`ahms-fm probe --checkpoint ...`, `ahms-fm sweep --sweep ...`, `ahms-fm curves RUN ...`.
 
 Each subcommand is its own program (python -m ahms_fm.main, python -m
-ahms_fm.ingest, python -m ahms_fm.sweep); this only picks one, so their flags never meet.
+ahms_fm.ingest, python -m ahms_fm.sweep, python -m ahms_fm.curves); this only picks
+one, so their flags never meet.
 """
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "ingest", "probe", "sweep")
+COMMANDS = ("train", "ingest", "probe", "sweep", "curves")
 
 
 def run():
@@ -30,6 +31,10 @@ def run():
         from ahms_fm import sweep
 
         return sweep.run(argv)
+    if command == "curves":
+        from ahms_fm import curves
+
+        return curves.run(argv)
     from ahms_fm import main
 
     sys.argv = argv

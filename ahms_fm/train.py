@@ -326,8 +326,10 @@ def _check_finite(loss: float, step: int) -> None:
 def train_and_evaluate(config, workdir) -> dict:
     """Pretrain as `config` says, with checkpoints and metrics in `workdir`.
 
-    Resumes from the latest checkpoint in `workdir` if there is one. Returns the
-    last logged metrics.
+    Resumes from the latest checkpoint in `workdir` if there is one. A fresh run
+    first evaluates its initialization (validation metrics at step 0) and saves it
+    as checkpoint 0, kept for good: the probe's "init" baseline is the run's own
+    starting point. Returns the last logged metrics.
     """
     initialize_distributed()
     workdir = checkpoint.as_path(workdir)  # a local folder or gs://bucket/run
@@ -358,9 +360,12 @@ def train_and_evaluate(config, workdir) -> dict:
     spec = ModalitySpec.from_config(config)
     info = {"config": json.loads(config.to_json_best_effort()), "modality_spec": spec.to_dict(),
             "dataset": str(path)}
+    # Kept: the last few, step 0 forever, every keep_every_steps-th, the best (checkpoint.py).
     ckpt = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
+                                  keep_every=config.keep_every_steps,
                                   best_metric=config.best_metric)
-    if ckpt.latest_step() is not None:
+    fresh = ckpt.latest_step() is None
+    if not fresh:
         state, data_state, _ = ckpt.restore(checkpoint.abstract(state))
         data_iter.set_state(data_state)
         logging.info("resumed from step %d", int(state["step"]))
@@ -370,6 +375,11 @@ def train_and_evaluate(config, workdir) -> dict:
     step = int(state["step"])
     last = {}
     try:
+        if fresh:  # the initialization: validation metrics and checkpoint step 0, kept
+            evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
+            monitor.log(0, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
+            with monitor.checkpointing():
+                ckpt.save(0, state, data_iter.get_state(), info)  # not a "best" candidate
         while step < config.num_steps:
             with monitor.waiting_for_data():
                 batch = to_global(next(data_iter), batch_sharding)
@@ -394,7 +404,9 @@ def train_and_evaluate(config, workdir) -> dict:
                                            batch_size=config.batch_size)
                 monitor.log(step, probed, console=True)
             stop = preemption.any_process()
-            if step % config.checkpoint_every_steps == 0 or step == config.num_steps or stop:
+            kept = config.keep_every_steps and step % config.keep_every_steps == 0
+            if (step % config.checkpoint_every_steps == 0 or kept or step == config.num_steps
+                    or stop):
                 _check_finite(float(out["loss"]), step)  # never checkpoint such a state
                 with monitor.checkpointing():
                     ckpt.save(step, state, data_iter.get_state(), info,

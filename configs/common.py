@@ -121,9 +121,13 @@ def recipe() -> ml_collections.ConfigDict:
     c.probe.n_boot = 1_000  # bootstrap replicates over test participants
     c.probe.level = 0.95  # confidence level of the intervals
     c.probe.seed = 0  # folds, bootstrap and the random-init baseline
-    c.probe.baselines = "random_init,handcrafted,demographic"
+    # Same probes on: random_init (random_seeds encoders), init (the run's step 0),
+    # handcrafted features, demographic (age, sex, BMI; for conditions only).
+    c.probe.baselines = "random_init,init,handcrafted,demographic"
+    c.probe.random_seeds = 5  # randomly initialized encoders (seeds other than the run's)
     c.probe.batch_size = 256  # segments per embedding forward pass
-    # The random-init baseline's batch-norm statistics, re-estimated on training windows.
+    # The untrained encoders' (random_init, init) batch-norm statistics, re-estimated on
+    # training windows.
     c.probe.calibration_windows = 128
     c.probe.calibration_passes = 40
     c.probe.every_steps = 0  # >0: a quick ridge probe on the validation split while training
@@ -135,7 +139,8 @@ def recipe() -> ml_collections.ConfigDict:
     c.eval_batches = 8  # validation batches per evaluation
     c.best_metric = "retrieval_top1"  # validation metric that picks the best checkpoint
     c.checkpoint_every_steps = 1_000
-    c.keep_checkpoints = 3
+    c.keep_checkpoints = 3  # the last N; step 0 (the initialization) is always kept too
+    c.keep_every_steps = 0  # >0: also save and keep a checkpoint at each multiple (learning curves)
     return c
 
 

@@ -43,3 +43,61 @@ def test_retrieval_top1():
     lonely = np.array([0, 0, 1])  # participant 1 has no pair: left out
     z = np.array([[1.0, 0], [0.8, 0.6], [0.6, 0.8]])  # 0 -> 1 (right), 1 -> 2 (wrong)
     assert metrics.retrieval_top1(z, lonely) == 0.5
+
+
+def _with_singular_values(s, n=200, d=40, seed=3, mean=False):
+    """An [n, d] matrix whose singular values are `s`. Its left singular vectors are
+    orthogonal to the all-ones vector (its columns have zero mean), except, if `mean`,
+    the first, which is the constant vector: all of the matrix's mean is then that one
+    component."""
+    rng = np.random.default_rng(seed)
+    ones = np.ones((n, 1))
+    u, _ = np.linalg.qr(np.concatenate([ones, rng.normal(size=(n, len(s)))], axis=1))
+    u = u[:, :len(s)] if mean else u[:, 1:]
+    v, _ = np.linalg.qr(rng.normal(size=(d, len(s))))
+    return (u * np.asarray(s, float)) @ v.T
+
+
+def _entropy_rank(s):
+    p = np.asarray(s, float) / np.sum(s)
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def test_centered_and_uncentered_effective_rank_of_known_spectra():
+    s = [8.0, 4.0, 2.0, 1.0, 1.0, 0.5]
+    z = _with_singular_values(s)
+    assert abs(z.mean(axis=0)).max() < 1e-12  # already centered: both ranks agree
+    np.testing.assert_allclose(metrics.effective_rank(z), _entropy_rank(s), rtol=1e-8)
+    np.testing.assert_allclose(metrics.effective_rank(z, centered=True), _entropy_rank(s),
+                               rtol=1e-8)
+    # A common offset: the centered rank does not move; the uncentered one falls towards 1
+    # as the offset (one more singular value, sqrt(n) x its norm) dominates. (A small offset
+    # may raise it: a new direction.)
+    direction = np.random.default_rng(4).normal(size=40)
+    direction /= np.linalg.norm(direction)
+    previous = metrics.effective_rank(z)
+    for scale in (10.0, 100.0, 1e4):
+        shifted = z + scale * direction
+        np.testing.assert_allclose(metrics.effective_rank(shifted, centered=True),
+                                   _entropy_rank(s), rtol=1e-8)
+        now = metrics.effective_rank(shifted)
+        assert now < previous
+        previous = now
+    assert previous < 1.01
+    # A matrix whose mean is its first singular component: the uncentered rank is that of
+    # the whole spectrum, the centered one that of the rest.
+    s = [30.0, 5.0, 5.0, 5.0]
+    z = _with_singular_values(s, mean=True, seed=5)
+    assert abs(z.mean(axis=0)).max() > 0.1
+    np.testing.assert_allclose(metrics.effective_rank(z), _entropy_rank(s), rtol=1e-8)
+    np.testing.assert_allclose(metrics.effective_rank(z, centered=True), 3.0, rtol=1e-8)
+
+
+def test_representation_metrics_report_both_ranks():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(30, 8)) + 30.0, rng.normal(size=(30, 8)) + 30.0
+    got = metrics.representation_metrics(a, b, np.arange(30))
+    both = np.concatenate([a, b])
+    assert got["effective_rank"] == metrics.effective_rank(both)
+    assert got["effective_rank_centered"] == metrics.effective_rank(both, centered=True)
+    assert got["effective_rank"] < 2.0 < 6.0 < got["effective_rank_centered"]

@@ -5,6 +5,7 @@ Runs use `configs/ppg.py:tiny` (the training machinery with a 3-block encoder)
 as separate processes with their own fake CPU device counts.
 """
 
+import csv
 import json
 import os
 import shutil
@@ -88,22 +89,77 @@ def reference(tmp_path_factory, data_dir):
     return workdir
 
 
+def _rows(workdir) -> list[dict]:
+    return [json.loads(r) for r in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _steps_saved(workdir) -> list[int]:
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
 def test_run_writes_metrics_checkpoints_and_config(reference):
     losses = _losses(reference)
     assert sorted(losses) == list(range(1, STEPS + 1))
     assert all(np.isfinite(v) for v in losses.values())
-    rows = [json.loads(r) for r in (reference / "metrics.jsonl").read_text().splitlines()]
-    assert any("val/retrieval_top1" in r for r in rows)
+    rows = _rows(reference)
+    assert [r["step"] for r in rows if "val/retrieval_top1" in r] == [0, 4, 6]
+    assert all({"val/effective_rank", "val/effective_rank_centered"} <= set(r)
+               for r in rows if "val/retrieval_top1" in r)
     probed = [r for r in rows if "probe/segment.heart_rate/r2" in r]
     assert [r["step"] for r in probed] == [3, 6]
     assert all(np.isfinite(r["probe/segment.heart_rate/mae"]) for r in probed)
-    assert {"segments_per_second", "data_wait_s", "learning_rate", "grad_norm"} <= set(rows[0])
-    assert sorted(int(p.name) for p in (reference / "checkpoints").iterdir()
-                  if p.name.isdigit()) == [2, 4, 6]
+    first = next(r for r in rows if "loss" in r)
+    assert {"segments_per_second", "data_wait_s", "learning_rate", "grad_norm"} <= set(first)
+    # keep_checkpoints=3 keeps 2, 4, 6; step 0, the initialization, is kept besides.
+    assert _steps_saved(reference) == [0, 2, 4, 6]
     assert list((reference / "tensorboard").glob("events.out.tfevents.*"))
     saved = json.loads((reference / "config.json").read_text())
     assert saved["model"]["embed_dim"] == 36
     assert json.loads((reference / "modality_spec.json").read_text())["channels"] == 4
+
+
+def test_step_zero_is_the_initialization(reference):
+    """Checkpoint 0 holds exactly what init_state makes of the run's config: the probe's
+    "init" baseline is this run's own starting point."""
+    from ahms_fm import train
+
+    config = load_config("ppg", "tiny")
+    config.optimizer.adam_eps = 1e-3  # as _start runs it (the state does not depend on it)
+    tx, _ = train.make_optimizer(config)
+    _, state = train.init_state(config, tx)
+    saved = _params(reference, step=0)
+    assert int(saved["step"]) == 0
+    for key in ("params", "stats", "teacher_params", "teacher_stats", "opt"):
+        want, got = jax.tree.leaves(state[key]), jax.tree.leaves(saved[key])
+        assert len(want) == len(got) > 0, key
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), b)
+    # ... and it is not the trained state.
+    trained = _params(reference)["params"]["encoder"]["stem"]
+    assert not np.array_equal(trained["kernel"], saved["params"]["encoder"]["stem"]["kernel"])
+
+
+def test_curves_of_a_real_run(reference, tmp_path):
+    """`ahms-fm curves` reads what train.py writes: the loss of every step, the validation
+    metrics (from step 0) and the quick probe, each value as logged."""
+    from ahms_fm import curves
+
+    png, table = curves.curves([reference], tmp_path)
+    got = {}
+    with open(table) as f:
+        for r in csv.DictReader(f):
+            assert (r["kind"], r["series"], r["runs"]) == ("run", reference.name, "1")
+            got.setdefault(r["metric"], {})[int(r["step"])] = float(r["value"])
+    assert got["loss"] == _losses(reference)
+    logged = {k: {r["step"]: v for r in _rows(reference) for kk, v in r.items() if kk == k}
+              for k in got}
+    assert got == logged
+    for metric in ("val/effective_rank", "val/effective_rank_centered", "val/retrieval_top1",
+                   "val/uniformity", "val/alignment"):
+        assert sorted(got[metric]) == [0, 4, 6], metric
+    assert sorted(got["probe/segment.heart_rate/r2"]) == [3, 6]
+    assert "learning_rate" not in got
+    assert os.path.getsize(png) > 10_000
 
 
 def test_one_device_and_two_processes_match_eight_devices(reference, data_dir, tmp_path):
@@ -141,18 +197,29 @@ def _wait_for_step(workdir, step, proc, timeout=300):
 
 
 def test_sigterm_then_resume_is_bitwise_exact(reference, data_dir, tmp_path):
+    """... and keeps what it should across the resumption: the last checkpoint, step 0 (not
+    written again) and every third step (keep_every_steps, saved even where
+    checkpoint_every_steps=2 would not)."""
+    keeping = ["--config.keep_checkpoints=1", "--config.keep_every_steps=3",
+               "--config.best_metric="]
     stop_at = int(np.random.default_rng().integers(1, STEPS - 1))
-    proc = _start(tmp_path, data_dir)
+    proc = _start(tmp_path, data_dir, extra=keeping)
     _wait_for_step(tmp_path, stop_at, proc)
     proc.send_signal(signal.SIGTERM)
     out = _finish(proc)
     assert "preempted" in out
-    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
-    assert saved and saved[-1] >= stop_at and saved[-1] < STEPS
-    _finish(_start(tmp_path, data_dir))  # resumes
+    saved = _steps_saved(tmp_path)
+    assert saved[0] == 0 and saved[-1] >= stop_at and saved[-1] < STEPS
+    step_zero = {p: p.stat().st_mtime_ns
+                 for p in (tmp_path / "checkpoints" / "0").rglob("*") if p.is_file()}
+    _finish(_start(tmp_path, data_dir, extra=keeping))  # resumes
     for a, b in zip(jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)),
                     strict=True):
         np.testing.assert_array_equal(a, b)
+    assert _steps_saved(tmp_path) == [0, 3, 6]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "0").rglob("*")
+            if p.is_file()} == step_zero
+    assert [r["step"] for r in _rows(tmp_path)].count(0) == 1  # step 0 evaluated once
 
 
 def test_sigkill_with_a_half_written_checkpoint_resumes_from_the_last_complete_one(

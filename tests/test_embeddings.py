@@ -107,6 +107,11 @@ def test_find_checkpoint(run, tmp_path):
     (tmp_path / "checkpoints" / str(STEPS)).rename(
         tmp_path / "checkpoints" / f"{STEPS}.orbax-checkpoint-tmp-1234567890")
     assert emb.find_checkpoint(tmp_path) == tmp_path / "checkpoints" / "2"
+    # Every complete step, in order (the temporary folder is not one).
+    kept = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+    assert list(emb.list_checkpoints(run.workdir)) == kept and kept[-1] == STEPS
+    assert emb.list_checkpoints(ckpts) == {s: ckpts / str(s) for s in kept}
+    assert STEPS not in emb.list_checkpoints(tmp_path)
 
 
 def test_load_encoder_restores_only_the_asked_weights_as_numpy(run, monkeypatch):

@@ -2,7 +2,9 @@
 whole path from a checkpoint to a report (`ahms-fm probe`)."""
 
 import json
+from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -122,6 +124,135 @@ def test_segment_targets_keep_participants_together_and_leakage_is_refused():
                           strengths=np.logspace(-1, 3, 3), seed=0)
 
 
+def test_random_seeds_are_distinct_and_never_the_runs_own():
+    from ahms_fm.evaluation.baselines import random_seeds
+
+    for run_seed in (-3, 0, 1, 7):
+        for probe_seed in (-2, -1, 0, 1, 2):
+            for k in (1, 5):
+                seeds = random_seeds(run_seed, probe_seed, k)
+                assert len(set(seeds)) == k and run_seed not in seeds
+        # Other probe seeds, other initializations (non-negative probe seeds).
+        sets = [set(random_seeds(run_seed, p, 5)) for p in range(3)]
+        assert not (sets[0] & sets[1]) and not (sets[1] & sets[2])
+    assert random_seeds(0, 0, 1) == [1]  # the single seed the baseline used before
+
+
+def test_a_strength_at_the_end_of_the_grid_is_warned_and_marked(caplog):
+    """Noiseless features want the weakest penalty, pure noise the strongest: both sit at
+    an end of a grid that does not reach past them."""
+    participants, table, _ = _cohort(n=200)
+    rng = np.random.default_rng(2)
+    age = np.array([p["age"] for p in participants])[table["participant_index"]]
+    units = probe.make_units("participant", table, {
+        "exact": np.c_[age, rng.normal(size=(len(age), 3))],
+        "noise": rng.normal(size=(len(age), 4))})
+    with caplog.at_level("WARNING"):
+        results = probe.probe_units(units, targets_lib.parse_targets("age"), participants,
+                                    _pc(protocol="crossfit", log10_strengths=(-1.0, 2.0),
+                                        num_strengths=4), "cohort")
+    got = {r.features: r for r in results}
+    assert got["exact"].grid_edge == ["lowest"] and got["noise"].grid_edge == ["highest"]
+    assert np.isclose(got["exact"].strength, 0.1).all()  # every fold
+    warned = [r.getMessage() for r in caplog.records if "strength of its grid" in r.getMessage()]
+    assert any("age on exact chose the lowest strength" in w for w in warned)
+    assert any("age on noise chose the highest strength" in w for w in warned)
+    md = report.markdown(results)
+    assert "| age | exact | crossfit |" in md and "0.1 † |" in md
+    assert "age / exact (lowest); age / noise (highest)" in md
+    assert probe.grid_edges([1.0, 10.0], np.logspace(-1, 2, 4)) == []
+    assert probe.grid_edges([0.1, 100.0], np.logspace(-1, 2, 4)) == ["lowest", "highest"]
+
+
+def test_compare_takes_the_strongest_baseline_and_pairs_the_participants():
+    """The embedding against random seeds (noise: it is ahead), an `init` that is the
+    embedding itself (exactly 0, not distinguishable), and hand-crafted features better
+    at age and blind to sex (behind, then ahead)."""
+    from sklearn.metrics import r2_score, roc_auc_score
+
+    from ahms_fm.evaluation import compare
+
+    participants, table, x = _cohort(n=300)
+    rng = np.random.default_rng(3)
+    age = np.array([p["age"] for p in participants])[table["participant_index"]]
+    features = {"embedding": x, "init": x.copy(),
+                "handcrafted": np.c_[age + rng.normal(0, 1, len(age))],
+                **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(3)}}
+    units = probe.make_units("participant", table, features)
+    results = probe.probe_units(units, targets_lib.parse_targets("age,sex"), participants,
+                                _pc(protocol="split"), "cohort")
+    by = {(r.target, r.features): r for r in results}
+    score = {"age": r2_score, "sex": roc_auc_score}
+
+    def metric(target, features):
+        r = by[target, features]
+        return score[target](r.y, r.pred)
+
+    rows = {c["target"]: c for c in compare.compare(results, n_boot=300, level=0.95, seed=0)}
+    no_init = {c["target"]: c for c in compare.compare(
+        [r for r in results if r.features != "init"], n_boot=300, level=0.95, seed=0)}
+    for target in ("age", "sex"):
+        seeds = {f"random_init/{i}": metric(target, f"random_init/{i}") for i in range(3)}
+        best = max(seeds, key=seeds.get)
+        assert rows[target]["best_random"]["features"] == best
+        assert rows[target]["best_random"]["value"] == pytest.approx(seeds[best])
+        # init (= the embedding) beats every noise seed: the difference is exactly 0.
+        assert rows[target]["strongest_untrained"] == "init"
+        d = rows[target]["vs_untrained"]
+        assert d["value"] == d["low"] == d["high"] == 0.0
+        assert d["verdict"] == "not distinguishable"
+        # Without init, the best seed: far behind a probe that reads the target.
+        d = no_init[target]["vs_untrained"]
+        assert no_init[target]["strongest_untrained"] == best and d["verdict"] == "ahead"
+        assert d["value"] == pytest.approx(metric(target, "embedding") - seeds[best])
+        assert no_init[target]["init"] is None
+        h = rows[target]["vs_handcrafted"]
+        assert h["value"] == pytest.approx(metric(target, "embedding")
+                                           - metric(target, "handcrafted"))
+    assert rows["age"]["vs_handcrafted"]["verdict"] == "behind"  # 1 year of noise vs 4.5
+    assert rows["sex"]["vs_handcrafted"]["verdict"] == "ahead"
+    assert rows["age"]["sentence"] == ("age (R²): the embedding is not distinguishable from "
+                                       "the best untrained encoder (init); behind "
+                                       "hand-crafted features.")
+    md = report.markdown(results, comparison=list(rows.values()))
+    assert "| age | random_init (best of 3) |" in md and "| sex | random_init | ROC AUC |" in md
+    assert "+0.000 [+0.000, +0.000] vs init" in md and f"- {rows['sex']['sentence']}" in md
+
+
+def test_external_cohort_shifts_the_test_side_and_refuses_shared_ids(tmp_path):
+    from ahms_fm.evaluation import cohort
+
+    spec = {"modality": "ppg", "sample_rate": 64.0}
+
+    def folder(name, ids, splits, spec=spec):
+        (tmp_path / name).mkdir()
+        people = [{"participant": pid, "participant_index": i, "split": sp, "age": 20 + i}
+                  for i, (pid, sp) in enumerate(zip(ids, splits, strict=True))]
+        (tmp_path / name / "ahms_fm.json").write_text(json.dumps(
+            {"name": name, "modality_spec": spec, "participants": people}))
+        return tmp_path / name
+
+    a = folder("a", ["a0", "a1", "a2"], ["train", "validation", "test"])
+    b = folder("b", ["b0", "b1"], ["train", "test"])
+    c = cohort.external(cohort.part(str(a), "", {}), cohort.part(f"{b}:test", "", {}))
+    assert c.parts[1].splits == ("test",) and c.offsets == (0, 3)
+    assert [(p["participant"], p["participant_index"], p["split"]) for p in c.participants] \
+        == [("a0", 0, "train"), ("a1", 1, "train"), ("a2", 2, "train"), ("b1", 4, "test")]
+    # By name under a data folder, with several splits.
+    assert cohort.part("a:train+test", str(tmp_path), {}).splits == ("train", "test")
+    shared = folder("shared", ["x", "a2", "a1"], ["train", "train", "test"])
+    with pytest.raises(ValueError, match=rf"2 participant id\(s\) are in both {a} \(training\) "
+                       rf"and {shared} \(test\): a1, a2$"):
+        cohort.external(cohort.part(str(a), "", {}), cohort.part(str(shared), "", {}))
+    # Disjoint splits of one dataset are fine; overlapping ones are not.
+    cohort.external(cohort.part(f"{a}:train", "", {}), cohort.part(f"{a}:test", "", {}))
+    with pytest.raises(ValueError, match="1 participant id"):
+        cohort.external(cohort.part(f"{a}:train+test", "", {}), cohort.part(f"{a}:test", "", {}))
+    other = folder("other", ["o0"], ["test"], {"modality": "ecg", "sample_rate": 128.0})
+    with pytest.raises(ValueError, match="different modality specs"):
+        cohort.external(cohort.part(str(a), "", {}), cohort.part(str(other), "", {}))
+
+
 def test_roc_curve_matches_sklearn():
     from sklearn.metrics import roc_curve
 
@@ -136,44 +267,221 @@ def test_roc_curve_matches_sklearn():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    """A tiny PPG model trained for 2 steps, and its synthetic dataset."""
+    """A tiny PPG model trained for 4 steps, checkpoints 0 (its initialization), 2 and 4
+    kept, and its synthetic dataset."""
     from ahms_fm import train
 
     config = load_config("ppg", "tiny")
     root = tmp_path_factory.mktemp("probe_run")
     config.data.data_dir = str(root / "datasets")
     config.data.participants = 60
-    config.num_steps = 2
+    config.num_steps = 4
     config.checkpoint_every_steps = 2
     config.eval_every_steps = 2
+    config.keep_checkpoints = 10
     train.train_and_evaluate(config, root / "run")
     return root
 
 
+def _dataset(root):
+    """(the tiny run's dataset folder, its participant table)."""
+    meta_file = next((root / "datasets").glob("**/ahms_fm.json"))
+    return meta_file.parent, json.loads(meta_file.read_text())["participants"]
+
+
 def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
+    from sklearn.metrics import r2_score, roc_auc_score
+
     monkeypatch.chdir(tiny_run)  # the checkpoint names its dataset relative to the cwd
     with pytest.raises(SystemExit) as done:
         probe.run(["ahms-fm probe", "--checkpoint", "run", "--targets", "age,age>50,sex,diabetes",
-                   "--n_boot", "100", "--out", "report"])
+                   "--n_boot", "100", "--random_seeds", "3", "--out", "report"])
     assert done.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "| age | embedding | crossfit |" in printed and "report" in printed
     rep = json.loads((tiny_run / "report" / "report.json").read_text())
     rows = {(r["target"], r["features"]) for r in rep["results"]}
+    seeds = [f"random_init/{i}" for i in range(3)]
     for target in ("age", "age>50", "sex", "diabetes"):
-        for features in ("embedding", "random_init", "handcrafted"):
-            assert (target, features) in rows
+        for features in ("embedding", *seeds, "init", "handcrafted"):
+            assert (target, features) in rows, (target, features)
+    # Three initializations, none of them the run's own (that one is `init`).
+    assert len(set(rep["random_seeds"])) == 3 and rep["probe"]["seed"] == 0
+    assert load_config("ppg", "tiny").seed not in rep["random_seeds"]
     # The demographic baseline only for conditions, never for age or sex themselves.
     assert ("diabetes", "demographic") in rows and ("age>50", "demographic") not in rows
     for name in ("report.md", "predictions.csv", "pred_vs_true.png", "roc.png", "map.png",
                  "embeddings.parquet"):
         assert (tiny_run / "report" / name).stat().st_size > 0, name
     preds = pd.read_csv(tiny_run / "report" / "predictions.csv")
-    truth = {p["participant_index"]: p["age"] for p in json.loads(
-        next((tiny_run / "datasets").glob("**/ahms_fm.json")).read_text())["participants"]}
+    truth = {p["participant_index"]: p["age"] for p in _dataset(tiny_run)[1]}
     ages = preds[(preds.target == "age") & (preds.features == "embedding")]
     np.testing.assert_allclose(ages.y, ages.participant_index.map(truth))  # aligned
     assert len(ages) == 60  # crossfit: every participant predicted once
+
+    # The seeds: each one's headline value, their mean and range, the best one's row.
+    by = {(r["target"], r["features"]): r for r in rep["results"]}
+    summary = {(s["target"], s["metric"]): s for s in rep["random_init_seeds"]}
+    auc = [by["sex", s]["metrics"]["roc_auc"]["value"] for s in seeds]
+    got = summary["sex", "roc_auc"]
+    assert got["values"] == pytest.approx(auc) and got["mean"] == pytest.approx(np.mean(auc))
+    assert (got["min"], got["max"]) == pytest.approx((min(auc), max(auc)))
+    assert got["best"] == seeds[int(np.argmax(auc))]
+    assert "| sex | random_init (best of 3) |" in printed and "| sex | random_init | ROC AUC |" \
+        in printed
+
+    # "Did pretraining help": each difference is the two probes' metric on the same test
+    # participants (recomputed here from predictions.csv), one sentence per target.
+    comparison = {c["target"]: c for c in rep["comparison"]}
+    assert list(comparison) == ["age", "age>50", "sex", "diabetes"]
+    for target, c in comparison.items():
+        score = r2_score if target == "age" else roc_auc_score
+        assert c["metric"] == ("r2" if target == "age" else "roc_auc")
+
+        def metric(features, target=target, score=score):
+            p = preds[(preds.target == target) & (preds.features == features)]
+            return score(p.y, p.prediction)
+
+        untrained = {f: metric(f) for f in (*seeds, "init")}
+        best = max(seeds, key=untrained.get)
+        strongest = max((best, "init"), key=untrained.get)
+        assert c["best_random"]["features"] == best and c["strongest_untrained"] == strongest
+        assert c["vs_untrained"]["value"] == pytest.approx(
+            metric("embedding") - untrained[strongest], abs=1e-9)
+        assert c["vs_handcrafted"]["value"] == pytest.approx(
+            metric("embedding") - metric("handcrafted"), abs=1e-9)
+        for d in (c["vs_untrained"], c["vs_handcrafted"]):
+            assert d["low"] <= d["value"] <= d["high"]
+            want = ("ahead" if d["low"] > 0 else "behind" if d["high"] < 0
+                    else "not distinguishable")
+            assert d["verdict"] == want
+        assert f"- {c['sentence']}" in printed and c["sentence"].startswith(target)
+    assert "Did pretraining help?" in printed
+
+
+def test_init_baseline_is_the_runs_initialization_recalibrated(tiny_run):
+    """`init` holds the step-0 weights (a fresh model from the run's own seed) and gets the
+    random seeds' batch-norm treatment: statistics re-estimated on training windows."""
+    from ahms_fm.data import dataset
+    from ahms_fm.evaluation import baselines, embeddings
+
+    path, _ = _dataset(tiny_run)
+    split = dataset.load_split(path, "train")
+    x = dataset.read_signals(split, np.arange(32))
+    step_dir = embeddings.find_checkpoint(tiny_run / "run")
+    trained = embeddings.load_encoder(step_dir)
+    config = trained.config
+    got = baselines.untrained_encoders(config, step_dir, "teacher", x,
+                                       seeds=[config.seed], passes=40)
+    assert list(got) == ["random_init/0", "init"]
+    init = got["init"]
+    fresh = embeddings.random_encoder(config, seed=config.seed)
+    close = [np.allclose(a, b, atol=1e-6) for a, b in zip(
+        jax.tree.leaves(init.params), jax.tree.leaves(fresh.params), strict=True)]
+    assert all(close)
+    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(
+        jax.tree.leaves(init.params), jax.tree.leaves(trained.params), strict=True))
+    # The stem's batch norm holds its input's batch statistics (an independent conv).
+    h = np.asarray(jax_conv(x, init.params["encoder"]["stem"]["kernel"]))
+    stem = init.stats["encoder"]["stem_bn"]
+    np.testing.assert_allclose(stem["mean"], h.mean(axis=(0, 1)), rtol=0.03,
+                               atol=0.03 * h.std())
+    # (0.9^40 = 1.5% of the initial variance, 1, remains after 40 passes.)
+    np.testing.assert_allclose(stem["var"], h.var(axis=(0, 1)), rtol=0.03, atol=0.02)
+    assert not np.allclose(stem["var"], 1.0, atol=0.1)  # not the fresh statistics
+    # The same treatment as a random seed: the run's seed as a "random" one ends equal.
+    for a, b in zip(jax.tree.leaves(init.stats), jax.tree.leaves(got["random_init/0"].stats),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_run_without_step_zero_warns_once_and_goes_on(tiny_run, tmp_path, caplog):
+    import shutil
+
+    from ahms_fm.evaluation import baselines, embeddings
+
+    shutil.copytree(tiny_run / "run" / "checkpoints" / "4", tmp_path / "checkpoints" / "4")
+    step_dir = embeddings.find_checkpoint(tmp_path)
+    config = embeddings.load_encoder(step_dir).config
+    x = np.random.default_rng(0).normal(size=(8, *embeddings.load_encoder(
+        step_dir).spec_shape)).astype(np.float32)
+    with caplog.at_level("WARNING"):
+        got = baselines.untrained_encoders(config, step_dir, "teacher", x, seeds=[5], passes=2)
+    assert list(got) == ["random_init/0"]
+    warned = [r for r in caplog.records if "no step-0 checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and str(tmp_path) in warned[0].getMessage()
+
+
+def test_learning_curves_probe_every_kept_checkpoint(tiny_run, monkeypatch):
+    from ahms_fm.evaluation import curves, embeddings
+
+    monkeypatch.chdir(tiny_run)
+    loaded, baseline_calls = [], []
+    load, base = embeddings.load_encoder, probe.baseline_features
+    monkeypatch.setattr(embeddings, "load_encoder",
+                        lambda p, **kw: loaded.append(Path(p).name) or load(p, **kw))
+    monkeypatch.setattr(probe, "baseline_features",
+                        lambda *a, **kw: baseline_calls.append(1) or base(*a, **kw))
+    rep = curves.run_curves("run", "all", target_texts="age,sex", out_dir="curves",
+                            baselines="random_init,init,handcrafted", progress=False,
+                            probe_overrides={"n_boot": 50, "random_seeds": 1})
+    kept = [0, 2, 4]
+    assert rep["steps"] == kept and {"0", "2", "4"} <= set(loaded)
+    assert len(baseline_calls) == 1  # the baselines once, not per step
+    table = pd.read_csv(tiny_run / "curves" / "curves.csv")
+    assert sorted(zip(table.step, table.target, strict=True)) == [
+        (s, t) for s in kept for t in ("age", "sex")]  # one row per step and target
+    assert list(table.metric[table.target == "age"].unique()) == ["r2"]
+    assert table.embedding_low.le(table.embedding).all() and table.embedding.le(
+        table.embedding_high).all()
+    for target, part in table.groupby("target"):  # every step its own checkpoint ...
+        assert part.embedding.nunique() > 1, target
+        for column in ("best_random", "random_min", "random_max", "init", "handcrafted"):
+            assert part[column].nunique() == 1, column  # ... the baselines the same
+        np.testing.assert_allclose(part.vs_handcrafted, part.embedding - part.handcrafted)
+    md = (tiny_run / "curves" / "curves.md").read_text()
+    assert all(f"| {s} |" in md for s in kept) and "Baselines (probed once)" in md
+    assert (tiny_run / "curves" / "curves.png").stat().st_size > 0
+    # Chosen steps, and a missing one named with what is kept.
+    assert list(curves.select_steps("run", "4,2")) == [2, 4]
+    with pytest.raises(FileNotFoundError, match=r"step\(s\) \[3\]; kept: \[0, 2, 4\]"):
+        curves.select_steps("run/checkpoints/4", "2,3")
+
+
+def test_external_validation_trains_on_one_cohort_and_tests_on_another(tiny_run, monkeypatch):
+    monkeypatch.chdir(tiny_run)
+    path, participants = _dataset(tiny_run)
+    split_of = {p["participant"]: p["split"] for p in participants}
+    # A participant on both sides is refused, naming both datasets and some ids.
+    with pytest.raises(ValueError) as refused:
+        probe.run_probe("run", train_dataset=f"{path}:train+validation",
+                        test_dataset=f"{path}:validation+test", target_texts="age")
+    message = str(refused.value)
+    shared = sorted(p for p, s in split_of.items() if s == "validation")
+    assert f"{len(shared)} participant id(s)" in message and shared[0] in message
+    assert f"{path}:train+validation" in message and f"{path}:validation+test" in message
+
+    rep = probe.run_probe("run", train_dataset=f"{path}:train",
+                          test_dataset=f"{path}:validation+test", target_texts="age,sex",
+                          out_dir="external", baselines="random_init,handcrafted",
+                          progress=False, probe_overrides={"n_boot": 50, "random_seeds": 1})
+    tested = [p for p, s in split_of.items() if s != "train"]
+    trained = [p for p, s in split_of.items() if s == "train"]
+    assert {(r["target"], r["features"]) for r in rep["results"]} == {
+        (t, f) for t in ("age", "sex") for f in ("embedding", "random_init/0", "handcrafted")}
+    for r in rep["results"]:
+        assert r["protocol"] == "external"
+        assert (r["n_train"], r["n_test"]) == (len(trained), len(tested))
+    # Every prediction is of a test-side participant, with its own label.
+    preds = pd.read_csv(tiny_run / "external" / "predictions.csv")
+    table = pd.read_parquet(tiny_run / "external" / "embeddings.parquet")
+    who = dict(zip(table.participant_index, table.participant, strict=False))
+    age = {p["participant"]: p["age"] for p in participants}
+    names = preds.participant_index.map(who)
+    assert set(names) == set(tested)
+    ages = preds.target == "age"
+    np.testing.assert_allclose(preds.y[ages], names[ages].map(age))
+    assert [c["target"] for c in rep["comparison"]] == ["age", "sex"]
 
 
 def test_crossfit_on_noise_is_centred_on_chance():

@@ -194,6 +194,19 @@ def find_checkpoint(path, step: int | None = None) -> Path:
         if not _complete(path):
             raise FileNotFoundError(f"{path}: an incomplete checkpoint")
         return path
+    steps = list_checkpoints(path)
+    if step is None:
+        return steps[max(steps)]
+    if step not in steps:
+        raise FileNotFoundError(f"{path}: no complete checkpoint of step {step}; "
+                                f"steps: {sorted(steps)}")
+    return steps[step]
+
+
+def list_checkpoints(path) -> dict[int, Path]:
+    """{step: step folder} of every complete checkpoint of a run (its workdir or its
+    `checkpoints` folder), in increasing step order."""
+    path = Path(path).absolute()
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: not a run, checkpoints folder or checkpoint")
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
@@ -201,12 +214,7 @@ def find_checkpoint(path, step: int | None = None) -> Path:
     if not steps:
         raise FileNotFoundError(f"{path}: no complete checkpoint (no <step>/state folder "
                                 f"in {folder})")
-    if step is None:
-        return steps[max(steps)]
-    if step not in steps:
-        raise FileNotFoundError(f"{path}: no complete checkpoint of step {step}; "
-                                f"steps: {sorted(steps)}")
-    return steps[step]
+    return dict(sorted(steps.items()))
 
 
 def read_info(step_dir) -> dict:
@@ -303,21 +311,32 @@ def calibrate_batch_norm(encoder: Encoder, windows, *, passes: int = 40) -> Enco
     config's batch-norm momentum toward that batch's statistics (after 40 passes at
     0.9, 1.5% of the initial values remain).
     """
-    model = encoder.model
-
-    @jax.jit
-    def one_pass(params, stats, x):
-        module = nnx.merge(model.graphdef, params, stats, model.other, copy=True)
-        module.train()
-        module.encoder(x)
-        return nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
-
+    one_pass = _calibration_pass(encoder.model.graphdef)
     x = jnp.asarray(windows, jnp.float32)
     stats = encoder.stats
     for _ in range(passes):
-        stats = one_pass(encoder.params, stats, x)
+        stats = one_pass(encoder.params, stats, encoder.model.other, x)
     return dataclasses.replace(encoder, stats=jax.device_get(stats),
                                source=f"{encoder.source}, batch norm calibrated")
+
+
+_CALIBRATION_PASSES = {}  # graph definition -> jitted pass
+
+
+def _calibration_pass(graphdef):
+    """`(params, stats, other, x) -> stats` after one training-mode forward, jitted once per
+    architecture (the K random-init baselines and the run's init share it)."""
+    if graphdef not in _CALIBRATION_PASSES:
+
+        @jax.jit
+        def one_pass(params, stats, other, x):
+            module = nnx.merge(graphdef, params, stats, other, copy=True)
+            module.train()
+            module.encoder(x)
+            return nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
+
+        _CALIBRATION_PASSES[graphdef] = one_pass
+    return _CALIBRATION_PASSES[graphdef]
 
 
 # ----------------------------------------------------------------------------

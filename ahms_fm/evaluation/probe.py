@@ -1,21 +1,29 @@
 """Linear probes on frozen embeddings, with baselines, honest statistics and a report.
 
     ahms-fm probe --checkpoint runs/demo [--dataset DIR] [--targets age,age>50,sex] [--out DIR]
+    ahms-fm probe --checkpoint runs/demo --steps all          # learning curves (curves.py)
+    ahms-fm probe --checkpoint runs/demo --train_dataset A --test_dataset B:test  # external
 
-The path: embed every segment of every split (Parquet), average each
-participant's segments (participant targets) or keep segments (`segment.`
-targets), standardize, fit ridge (regression) or L2 logistic regression
-(binary) with the strength chosen by k-fold cross-validation over participants,
-and score the held-out participants with 95% bootstrap intervals. Baselines go
-through the same probes: a randomly initialized encoder, hand-crafted features
-(heart rate, HRV, signal statistics) and, for conditions, demographics (age,
-sex, BMI).
+The path: embed every segment of the cohort (cohort.py: one dataset, or a
+training and a test one), average each participant's segments (participant
+targets) or keep segments (`segment.` targets), standardize, fit ridge
+(regression) or L2 logistic regression (binary) with the strength chosen by
+k-fold cross-validation over participants (a choice at an end of the grid is
+warned about and marked), and score the held-out participants with 95%
+bootstrap intervals. Baselines go through the same probes: K randomly
+initialized encoders and the run's own step-0 initialization, batch norm
+re-estimated on training windows (baselines.py), hand-crafted features (heart
+rate, HRV, signal statistics) and, for conditions, demographics (age, sex, BMI).
+The report closes with whether pretraining helped (compare.py): the embedding
+minus the strongest untrained encoder, and minus the hand-crafted features, with
+paired bootstrap intervals.
 
 Protocols: `split` trains on the dataset's train + validation participants and
 tests on its test participants; `crossfit` (for small cohorts) rotates k outer
 folds over all participants, so every participant is predicted once by a probe
 that never saw it. `auto` picks `split` when the test split has at least
-`min_test_participants` participants.
+`min_test_participants` participants. `external` (with a training and a test
+dataset) trains on every participant of the first and tests on the second.
 """
 
 from __future__ import annotations
@@ -26,10 +34,10 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from ahms_fm.data import dataset
-from ahms_fm.evaluation import embeddings, linear, stats
+from ahms_fm.evaluation import baselines as baselines_lib
+from ahms_fm.evaluation import cohort as cohort_lib
+from ahms_fm.evaluation import compare, embeddings, linear, stats
 from ahms_fm.evaluation import targets as targets_lib
-from ahms_fm.evaluation.features import handcrafted_features
 
 REGRESSION_METRICS = ("mae", "r2", "pearson_r")
 BINARY_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy")
@@ -144,8 +152,12 @@ def fit_predict(x, y, binary, groups, test, *, folds, strengths, seed):
     return pred, threshold, strength
 
 
+HELD_OUT = ("split", "external")  # protocols that test on a fixed set of test units
+
+
 def protocol_for(units: Units, requested: str, min_test: int) -> str:
-    if requested not in ("auto", "split", "crossfit"):
+    """`external` (set for external validation), `split` or `crossfit`; `auto` decides."""
+    if requested not in ("auto", *HELD_OUT, "crossfit"):
         raise ValueError(f"protocol must be auto, split or crossfit, got {requested!r}")
     if requested != "auto":
         return requested
@@ -184,7 +196,7 @@ def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, 
     n, t = y.shape
     pred, thr = np.full((n, t), np.nan), np.full((n, t), np.nan)
     n_train = np.zeros(t, int)
-    if protocol == "split":
+    if protocol in HELD_OUT:
         p, th, s = fit_predict(x, y, binary, units.groups, units.is_test, folds=folds,
                                strengths=strengths, seed=seed)
         pred[units.is_test], thr[units.is_test] = p, th
@@ -223,12 +235,37 @@ class Result:
     y: np.ndarray = dataclasses.field(repr=False)  # test truth, for figures
     pred: np.ndarray = dataclasses.field(repr=False)
     groups: np.ndarray = dataclasses.field(repr=False)
+    rows: np.ndarray = dataclasses.field(repr=False)  # the test units' rows (for pairing)
+    grid_edge: list = dataclasses.field(default_factory=list)  # "lowest" / "highest"
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
-        for k in ("y", "pred", "groups"):
+        for k in ("y", "pred", "groups", "rows"):
             d.pop(k)
         return d
+
+
+def grid_edges(chosen, strengths) -> list[str]:
+    """Which ends of the strength grid the chosen strengths (one per fold) sit at."""
+    chosen = np.asarray(chosen, float)
+    chosen = chosen[np.isfinite(chosen)]
+    return [edge for edge, value in (("lowest", strengths[0]), ("highest", strengths[-1]))
+            if np.isclose(chosen, value, rtol=1e-9).any()]
+
+
+EDGE_MEANING = {
+    "lowest": "the weakest penalty won (a nearly noiseless relation); the best may lie below",
+    "highest": "the strongest penalty won: near-constant predictions, little or no linear "
+               "signal",
+}
+
+
+def _warn_edge(where, target, features, edge, chosen, strengths):
+    value = strengths[0 if edge == "lowest" else -1]
+    logging.warning("%s: the probe of %s on %s chose the %s strength of its grid (%g) in %d "
+                    "of %d folds: %s (probe.log10_strengths)", where, target, features, edge,
+                    value, int(np.isclose(chosen, value, rtol=1e-9).sum()), len(chosen),
+                    EDGE_MEANING[edge])
 
 
 def probe_units(units: Units, targets, participants, probe_config, where: str,
@@ -257,141 +294,192 @@ def probe_units(units: Units, targets, participants, probe_config, where: str,
             m = stats.bootstrap(y[ok, j], pred[ok, c], kind, groups=units.groups[ok],
                                 threshold=thr[ok, c], n_boot=probe_config.n_boot,
                                 level=probe_config.level, seed=probe_config.seed)
+            edges = grid_edges(chosen[:, c], strengths)
+            for edge in edges:
+                _warn_edge(where, targets[j].name, fname, edge, chosen[:, c], strengths)
             results.append(Result(
                 targets[j].name, kind, units.level, fname, protocol, int(n_train[c]),
                 int(ok.sum()),
                 int(y[ok, j].sum()) if binary[j] else None, chosen[:, c].tolist(), m,
-                y[ok, j], pred[ok, c], units.groups[ok]))
+                y[ok, j], pred[ok, c], units.groups[ok], np.flatnonzero(ok), edges))
     return results
 
 
 def _enough(y, binary, units, protocol, minimum=10) -> bool:
     labelled = np.isfinite(y)
-    test = labelled & units.is_test if protocol == "split" else labelled
+    test = labelled & units.is_test if protocol in HELD_OUT else labelled
     if test.sum() < minimum or labelled.sum() < 2 * minimum:
         return False
     return not binary or 0 < np.nansum(y[labelled]) < labelled.sum()
 
 
-def resolve_dataset(dataset_arg: str | None, data_dir: str, info: dict) -> Path:
-    """A prepared dataset folder: a path, a name under `data_dir`, or the checkpoint's own."""
-    if not dataset_arg:
-        path = Path(info.get("dataset", ""))
-        if not (path / dataset.METADATA).exists():
-            raise FileNotFoundError(
-                f"the checkpoint's training dataset {str(path)!r} is not here; pass --dataset")
-        return path
-    path = Path(dataset_arg)
-    if (path / dataset.METADATA).exists():
-        return path
-    found = sorted(p.parent for p in (Path(data_dir) / dataset_arg).glob(
-        f"**/{dataset.METADATA}"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise FileNotFoundError(f"no prepared dataset {dataset_arg!r} (a folder with "
-                                f"{dataset.METADATA}, or a name under {data_dir})")
-    raise ValueError(f"{dataset_arg!r} names several datasets under {data_dir}: "
-                     f"{[str(p) for p in found]}; pass one folder")
+# ----------------------------------------------------------------------------
+# The whole evaluation.
+# ----------------------------------------------------------------------------
+
+KNOWN_BASELINES = ("random_init", "init", "handcrafted", "demographic")
+resolve_dataset = cohort_lib.resolve_dataset  # where it used to live (the notebook uses it)
 
 
-def embed_dataset(encoder, path: Path, progress: bool, batch_size: int):
-    """All splits of the dataset at `path`, embedded: (segment table, [n, d])."""
-    import pandas as pd
+@dataclasses.dataclass
+class Evaluation:
+    """What one `ahms-fm probe` evaluates, fixed before any encoder runs."""
 
-    frames = []
-    for split in dataset.SPLITS:
-        frames.append(embeddings.embed_split(encoder, dataset.load_split(path, split),
-                                             batch_size=batch_size, progress=progress))
-    table = pd.concat(frames, ignore_index=True)
-    return table.drop(columns=["embedding"]), np.stack(table["embedding"].to_numpy())
+    step_dir: Path  # the checkpoint (for --steps: the latest one, whose config rules)
+    config: object  # the run's training config (ConfigDict)
+    pc: object  # the probe settings: recipe defaults < the checkpoint's < overrides
+    which: str
+    cohort: cohort_lib.Cohort
+    targets: list
+    baselines: list
+    out_dir: Path
+
+    @property
+    def random_seeds(self) -> list[int]:
+        """The random-init baseline's initialization seeds (none equal to the run's)."""
+        if "random_init" not in self.baselines:
+            return []
+        return baselines_lib.random_seeds(self.config.seed, self.pc.seed, self.pc.random_seeds)
+
+    def header(self) -> dict:
+        """The settings a report names (its own checkpoint and step are added to it)."""
+        return {"which": self.which, "dataset": self.cohort.where,
+                "cohort": self.cohort.describe(), "targets": [t.name for t in self.targets],
+                "baselines": self.baselines, "random_seeds": self.random_seeds,
+                "probe": self.pc.to_dict()}
 
 
-def segment_features(path: Path, modality: str, progress: bool, chunk: int = 2048):
-    """Hand-crafted features of every segment of every split, in embed_dataset's order."""
-    out, names = [], None
-    for name in dataset.SPLITS:
-        split = dataset.load_split(path, name)
-        for start in range(0, len(split), chunk):
-            idx = np.arange(start, min(start + chunk, len(split)))
-            f, names = handcrafted_features(dataset.read_signals(split, idx),
-                                            split.spec.sample_rate, modality)
-            out.append(f)
-    return np.concatenate(out), names
-
-
-def run_probe(checkpoint, *, dataset_arg=None, data_dir="datasets", target_texts=None,
-              out_dir=None, which=None, baselines=None, probe_overrides=None,
-              progress=True) -> dict:
-    """The whole evaluation of one checkpoint; writes the report into `out_dir`.
-
-    Returns the report dict (also written as report.json).
-    """
-    from ahms_fm.evaluation import report
-
+def prepare(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=None,
+            data_dir="datasets", target_texts=None, out_dir=None, which=None, baselines=None,
+            probe_overrides=None) -> Evaluation:
+    """Resolve a checkpoint, the cohort, the targets and the settings (cheap: no encoder)."""
     step_dir = embeddings.find_checkpoint(checkpoint)
     info = embeddings.read_info(step_dir)
     pc = probe_defaults()
     pc.update(info["config"].get("probe", {}))
     pc.update(probe_overrides or {})
-    which = which or pc.which
-    encoder = embeddings.load_encoder(step_dir, which=which)
-    path = resolve_dataset(dataset_arg, data_dir, info)
-    meta = dataset.load_metadata(path)
-    participants = meta["participants"]
-    where = str(path)
-    targets = (targets_lib.parse_targets(target_texts) if target_texts
-               else targets_lib.default_targets(meta["name"], participants))
-    if not targets:
-        raise ValueError(f"{where}: no targets given and none found in the participant table")
+    if (train_dataset is None) != (test_dataset is None):
+        raise ValueError("external validation needs both --train_dataset and --test_dataset")
+    if train_dataset is not None:
+        if dataset_arg:
+            raise ValueError("--dataset and --train_dataset/--test_dataset exclude each other")
+        cohort = cohort_lib.external(cohort_lib.part(train_dataset, data_dir, info),
+                                     cohort_lib.part(test_dataset, data_dir, info))
+        pc.protocol = "external"
+    else:
+        cohort = cohort_lib.single(cohort_lib.resolve_dataset(dataset_arg, data_dir, info))
     baselines = pc.baselines if baselines is None else baselines
     baselines = [b for b in (baselines.split(",") if isinstance(baselines, str) else baselines)
                  if b]
-    unknown = set(baselines) - {"random_init", "handcrafted", "demographic"}
+    unknown = set(baselines) - set(KNOWN_BASELINES)
     if unknown:
-        raise ValueError(f"unknown baselines {sorted(unknown)}; known: random_init, "
-                         "handcrafted, demographic")
-    out_dir = Path(out_dir or step_dir.parent.parent / "probe")
-    out_dir.mkdir(parents=True, exist_ok=True)
+        raise ValueError(f"unknown baselines {sorted(unknown)}; known: "
+                         f"{', '.join(KNOWN_BASELINES)}")
+    if pc.random_seeds < 1 and "random_init" in baselines:
+        raise ValueError(f"probe.random_seeds must be at least 1, got {pc.random_seeds}")
+    return Evaluation(step_dir, embeddings.config_from_json(info["config"]), pc,
+                      which or pc.which, cohort, _targets(cohort, target_texts), baselines,
+                      Path(out_dir or step_dir.parent.parent / "probe"))
 
-    table, z = embed_dataset(encoder, path, progress, pc.batch_size)
-    embeddings.write_embeddings(
-        table.assign(embedding=list(z)), out_dir / "embeddings.parquet",
-        metadata={"checkpoint": str(step_dir), "step": encoder.step, "which": which,
-                  "modality_spec": encoder.spec.to_dict(), "dataset": str(path)})
-    features = {"embedding": z}
-    if "random_init" in baselines:
-        # Not the training seed: that would be the run's own initial weights.
-        rand = embeddings.random_encoder(encoder.config, seed=encoder.config.seed + 1 + pc.seed)
-        train_split = dataset.load_split(path, "train")
-        some = np.arange(min(len(train_split), pc.calibration_windows))
-        rand = embeddings.calibrate_batch_norm(rand, dataset.read_signals(train_split, some),
-                                               passes=pc.calibration_passes)
-        features["random_init"] = embed_dataset(rand, path, progress, pc.batch_size)[1]
-    if "handcrafted" in baselines:
-        features["handcrafted"], _ = segment_features(path, encoder.config.modality, progress)
 
+def _targets(cohort: cohort_lib.Cohort, target_texts) -> list:
+    """The given targets, or the (training) dataset's usual ones that every part has."""
+    if target_texts:
+        return targets_lib.parse_targets(target_texts)
+    found = targets_lib.default_targets(cohort.names[0], cohort.participants)
+    labels = {k for p in cohort.participants for k in p}
+    if cohort.external:  # only what both sides label
+        sides = [{k for p in cohort.participants if p["split"] == s for k in p}
+                 for s in ("train", "test")]
+        labels = sides[0] & sides[1]
+    found = [t for t in found if t.level == "segment" or t.column in labels]
+    if not found:
+        raise ValueError(f"{cohort.where}: no targets given and none found in the "
+                         "participant table")
+    return found
+
+
+def embed(ev: Evaluation, encoder, progress: bool):
+    """(segment table, [n, d]) of the cohort through `encoder`."""
+    return cohort_lib.embed(encoder, ev.cohort, batch_size=ev.pc.batch_size, progress=progress)
+
+
+def baseline_features(ev: Evaluation, progress: bool) -> dict:
+    """Per-segment features of the baselines that go through the probes like the
+    embedding: random_init/<i> (K seeds), init, handcrafted."""
+    pc, features = ev.pc, {}
+    if {"random_init", "init"} & set(ev.baselines):
+        windows = cohort_lib.calibration_windows(ev.cohort, pc.calibration_windows)
+        untrained = baselines_lib.untrained_encoders(
+            ev.config, ev.step_dir, ev.which, windows, seeds=ev.random_seeds,
+            passes=pc.calibration_passes, init="init" in ev.baselines)
+        for name, encoder in untrained.items():
+            features[name] = embed(ev, encoder, progress)[1]
+    if "handcrafted" in ev.baselines:
+        features["handcrafted"], _ = cohort_lib.handcrafted(ev.cohort, ev.config.modality,
+                                                            progress)
+    return features
+
+
+def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool):
+    """Every probe of `features` (per segment, rows of `table`) at both levels:
+    (results, the participant-level units or None)."""
     results, map_units = [], None
+    participants = ev.cohort.participants
     for level in ("participant", "segment"):
-        level_targets = [t for t in targets if t.level == level]
+        level_targets = [t for t in ev.targets if t.level == level]
         if not level_targets:
             continue
         units = make_units(level, table, features)
-        if level == "participant" and "demographic" in baselines:
+        if level == "participant" and demographic:
             demo = _demographics(participants, units.groups)
             if demo is not None:
                 units.features["demographic"] = demo
         only = {t.name: [f for f in units.features if f != "demographic"]
                 + (["demographic"] if t.is_condition() else []) for t in level_targets}
-        results += probe_units(units, level_targets, participants, pc, where, only)
+        results += probe_units(units, level_targets, participants, ev.pc, ev.cohort.where,
+                               only)
         if level == "participant":
             map_units = units
-    rep = report.write(out_dir, results, {
-        "checkpoint": str(step_dir), "step": encoder.step, "which": which,
-        "dataset": str(path), "targets": [t.name for t in targets], "probe": pc.to_dict()},
-        map_units=map_units, participants=participants,
-        targets=[t for t in targets if t.level == "participant"])
-    rep["out_dir"] = str(out_dir)
+    return results, map_units
+
+
+def compare_results(ev: Evaluation, results) -> list[dict]:
+    """`compare.compare` with the evaluation's bootstrap settings."""
+    return compare.compare(results, n_boot=ev.pc.n_boot, level=ev.pc.level, seed=ev.pc.seed)
+
+
+def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=None,
+              data_dir="datasets", target_texts=None, out_dir=None, which=None, baselines=None,
+              probe_overrides=None, progress=True) -> dict:
+    """The whole evaluation of one checkpoint; writes the report into `out_dir`.
+
+    `train_dataset` and `test_dataset` (instead of `dataset_arg`) validate externally:
+    the probes train on every participant of the first and test on every one of the
+    second. Returns the report dict (also written as report.json).
+    """
+    from ahms_fm.evaluation import report
+
+    ev = prepare(checkpoint, dataset_arg=dataset_arg, train_dataset=train_dataset,
+                 test_dataset=test_dataset, data_dir=data_dir, target_texts=target_texts,
+                 out_dir=out_dir, which=which, baselines=baselines,
+                 probe_overrides=probe_overrides)
+    ev.out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = embeddings.load_encoder(ev.step_dir, which=ev.which)
+    table, z = embed(ev, encoder, progress)
+    embeddings.write_embeddings(
+        table.assign(embedding=list(z)), ev.out_dir / "embeddings.parquet",
+        metadata={"checkpoint": str(ev.step_dir), "step": encoder.step, "which": ev.which,
+                  "modality_spec": encoder.spec.to_dict(), "dataset": ev.cohort.where})
+    features = {"embedding": z, **baseline_features(ev, progress)}
+    results, map_units = probe_features(ev, table, features,
+                                        demographic="demographic" in ev.baselines)
+    rep = report.write(ev.out_dir, results,
+                       {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
+                       map_units=map_units, participants=ev.cohort.participants,
+                       targets=[t for t in ev.targets if t.level == "participant"],
+                       comparison=compare_results(ev, results))
+    rep["out_dir"] = str(ev.out_dir)
     return rep
 
 
@@ -416,28 +504,43 @@ def run(argv=None):
     f = flags.DEFINE_string
     checkpoint = f("checkpoint", None, "A run's workdir, its checkpoints/ or one step folder.")
     data = f("dataset", None, "A prepared dataset folder or name (default: the checkpoint's).")
+    train_data = f("train_dataset", None, "External validation: train the probes on every "
+                   "participant of this dataset (name[:split[+split]]) ...")
+    test_data = f("test_dataset", None, "... and test them on every participant of this one.")
     data_dir = f("data_dir", "datasets", "Where dataset names are looked up.")
     target_texts = f("targets", None, "Comma-separated targets, e.g. age,age>50,sex,af "
                      "(default: the dataset's usual ones).")
     out = f("out", None, "Report folder (default: <workdir>/probe).")
     which = flags.DEFINE_enum("which", None, ["teacher", "student"], "Encoder to evaluate.")
-    baselines = f("baselines", None, "random_init,handcrafted,demographic (or '' for none).")
+    baselines = f("baselines", None, "random_init,init,handcrafted,demographic (or '' for "
+                  "none).")
+    steps = f("steps", None, "Learning curves: 'all' or comma-separated steps of the run's "
+              "kept checkpoints (curves.csv, curves.md, curves.png).")
     protocol = flags.DEFINE_enum("protocol", None, ["auto", "split", "crossfit"],
                                  "Held-out test split, or outer k-fold over participants.")
     folds = flags.DEFINE_integer("folds", None, "Cross-validation folds.")
     n_boot = flags.DEFINE_integer("n_boot", None, "Bootstrap replicates.")
-    seed = flags.DEFINE_integer("seed", None, "Folds, bootstrap, random-init baseline.")
+    seed = flags.DEFINE_integer("seed", None, "Folds, bootstrap, random-init baseline seeds.")
+    random_seeds = flags.DEFINE_integer("random_seeds", None, "Random-init baseline encoders.")
     flags.mark_flags_as_required(["checkpoint"])
 
     def main(argv):
         del argv
         logging.set_verbosity(logging.WARNING)
         overrides = {k: v for k, v in {"protocol": protocol.value, "folds": folds.value,
-                                       "n_boot": n_boot.value, "seed": seed.value}.items()
+                                       "n_boot": n_boot.value, "seed": seed.value,
+                                       "random_seeds": random_seeds.value}.items()
                      if v is not None}
-        rep = run_probe(checkpoint.value, dataset_arg=data.value, data_dir=data_dir.value,
-                        target_texts=target_texts.value, out_dir=out.value, which=which.value,
-                        baselines=baselines.value, probe_overrides=overrides)
+        kw = {"dataset_arg": data.value, "train_dataset": train_data.value,
+              "test_dataset": test_data.value, "data_dir": data_dir.value,
+              "target_texts": target_texts.value, "out_dir": out.value, "which": which.value,
+              "baselines": baselines.value, "probe_overrides": overrides}
+        if steps.value:
+            from ahms_fm.evaluation import curves
+
+            rep = curves.run_curves(checkpoint.value, steps.value, **kw)
+        else:
+            rep = run_probe(checkpoint.value, **kw)
         print(rep["markdown"])
         print(f"report: {rep['out_dir']}")
 

@@ -1,5 +1,11 @@
 """The probe report: report.json, report.md (the tables), predictions.csv and figures.
 
+report.md: the probe tables (one row per target and feature set; the K random-init
+seeds as one row, the best of them, and the chosen strength, marked † at an end of
+its grid), the random-init seeds' values with their mean and range, and "did
+pretraining help" (compare.py): per target the embedding, the best random seed,
+init, hand-crafted features, the paired differences and one sentence.
+
 Figures: predicted vs true for regression targets, ROC curves for binary ones
 (every feature set on one plot), and a 2-D map of the participants' mean
 embeddings (first two principal components) coloured by each participant target.
@@ -24,30 +30,123 @@ def _cell(m: dict) -> str:
     return f"{m['value']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 
 
-def markdown(results, level: float = 0.95) -> str:
-    """Two tables (regression, binary): one row per target and feature set."""
+def _strength(r) -> str:
+    """The chosen strength(s) over folds; † when one sits at an end of the grid."""
+    chosen = [v for v in r.strength if np.isfinite(v)]
+    if not chosen:
+        return "–"
+    lo, hi = min(chosen), max(chosen)
+    text = f"{lo:.3g}" if lo == hi else f"{lo:.3g}–{hi:.3g}"
+    return text + (" †" if r.grid_edge else "")
+
+
+def displayed(results) -> list:
+    """The results the tables show: the K random-init seeds as one row, their best
+    (`compare.best_seed`), where the first seed was; everything else as it is."""
+    import dataclasses
+
+    from ahms_fm.evaluation import baselines, compare
+
+    out = []
+    for r in results:
+        if not baselines.is_random(r.features):
+            out.append(r)
+            continue
+        seeds = compare.seeds_of(results, r.target)
+        if r is seeds[0]:
+            best = compare.best_seed(results, r.target)
+            out.append(dataclasses.replace(
+                best, features=f"{baselines.RANDOM} (best of {len(seeds)})"))
+    return out
+
+
+def markdown(results, level: float = 0.95, comparison=None) -> str:
+    """The probe tables (regression, binary; one row per target and feature set), the
+    random-init seeds, footnotes and, with `comparison`, whether pretraining helped."""
+    from ahms_fm.evaluation import compare
+
     pct = f"{round(level * 100)}%"
     targets = list(dict.fromkeys(r.target for r in results))
-    results = sorted(results, key=lambda r: targets.index(r.target))  # stable: features kept
+    shown = sorted(displayed(results), key=lambda r: targets.index(r.target))  # stable
     lines = []
-    reg = [r for r in results if r.kind == "regression"]
+    reg = [r for r in shown if r.kind == "regression"]
     if reg:
         lines += [f"Regression (value [{pct} bootstrap CI over test participants]):", "",
-                  "| target | features | protocol | n train | n test | MAE | R² | Pearson r |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| target | features | protocol | n train | n test | MAE | R² | Pearson r | "
+                  "strength |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | {r.n_test} | "
-                  + " | ".join(_cell(r.metrics.get(k)) for k in REGRESSION) + " |" for r in reg]
+                  + " | ".join(_cell(r.metrics.get(k)) for k in REGRESSION)
+                  + f" | {_strength(r)} |" for r in reg]
         lines.append("")
-    binary = [r for r in results if r.kind == "binary"]
+    binary = [r for r in shown if r.kind == "binary"]
     if binary:
         lines += [f"Binary (value [{pct} bootstrap CI over test participants]):", "",
                   "| target | features | protocol | n train | n test (positive) | ROC AUC | "
-                  "PR AUC | bal. acc. |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "PR AUC | bal. acc. | strength |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | "
                   f"{r.n_test} ({r.n_positive}) | "
-                  + " | ".join(_cell(r.metrics.get(k)) for k in BINARY) + " |" for r in binary]
+                  + " | ".join(_cell(r.metrics.get(k)) for k in BINARY)
+                  + f" | {_strength(r)} |" for r in binary]
+        lines.append("")
+    edges = [r for r in shown if r.grid_edge]
+    if edges:
+        lines += ["† The chosen regularization strength sat at an end of the grid "
+                  "(`probe.log10_strengths`) in at least one fold. At the highest end the "
+                  "strongest penalty won: near-constant predictions, the features carry "
+                  "little or no linear signal for the target. At the lowest end the weakest "
+                  "won: a nearly noiseless relation, the best strength may lie below the "
+                  "grid. (docs/evaluation.md: what a wider grid changed.) "
+                  + "; ".join(f"{r.target} / {r.features} ({', '.join(r.grid_edge)})"
+                              for r in edges) + ".", ""]
+    lines += seeds_markdown(compare.seed_summary(results))
+    if comparison:
+        lines += comparison_markdown(comparison, pct)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def seeds_markdown(summary) -> list[str]:
+    """Every random-init seed's value per target and metric, their mean and range."""
+    if not summary:
+        return []
+    k = len(summary[0]["values"])
+    lines = [f"Random-init baseline, {k} seeds (value per seed; the best-of-{k} rows above "
+             "are the seed best in the headline metric, R² or ROC AUC):", "",
+             "| target | features | metric | per seed | mean | range |",
+             "|---|---|---|---|---|---|"]
+    for row in summary:
+        values = ", ".join(f"{v:.3f}" for v in row["values"])
+        lines.append(f"| {row['target']} | random_init | {METRIC_LABELS[row['metric']]} | "
+                     f"{values} | {row['mean']:.3f} | {row['min']:.3f}–{row['max']:.3f} |")
+    return [*lines, ""]
+
+
+def _diff(d, against: str = "") -> str:
+    if d is None or not np.isfinite(d["value"]):
+        return "–"
+    return (f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
+            + (f" vs {against}" if against else ""))
+
+
+def comparison_markdown(rows, pct: str = "95%") -> list[str]:
+    """The closing table: did pretraining help, per target, with one sentence each."""
+    lines = [f"Did pretraining help? Headline metric per target; differences are embedding "
+             f"minus baseline with a paired {pct} bootstrap CI (the same resampled "
+             "participants for both); the best untrained encoder is the better of the best "
+             "random seed (chosen on the test participants, which favours it) and init:", "",
+             "| target | metric | embedding | best random seed | init | hand-crafted | "
+             "embedding − best untrained [CI] | embedding − hand-crafted [CI] |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        best = r["best_random"]
+        best_cell = _cell(best) + (f" ({best['features']})" if best else "")
+        lines.append(
+            f"| {r['target']} | {METRIC_LABELS[r['metric']]} | {_cell(r['embedding'])} | "
+            f"{best_cell} | {_cell(r['init'])} | {_cell(r['handcrafted'])} | "
+            f"{_diff(r['vs_untrained'], r['strongest_untrained'] or '')} | "
+            f"{_diff(r['vs_handcrafted'])} |")
+    return lines + [""] + [f"- {r['sentence']}" for r in rows] + [""]
 
 
 def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,7 +198,7 @@ def plot_roc(results, path: Path) -> None:
         return
     fig, axes = _grid(len(names))
     for ax, name in zip(axes, names, strict=False):
-        for r in (r for r in results if r.target == name):
+        for r in (r for r in displayed(results) if r.target == name):
             fpr, tpr = roc_curve(r.y, r.pred)
             ax.plot(fpr, tpr, label=f"{r.features} {r.metrics['roc_auc']['value']:.2f}")
         ax.plot([0, 1], [0, 1], "k:", lw=1)
@@ -148,17 +247,23 @@ def plot_map(units, targets, participants, path: Path) -> None:
 
 
 def write(out_dir, results, header: dict, *, map_units=None, participants=None,
-          targets=()) -> dict:
-    """Write report.json, report.md, predictions.csv and the figures; return the report."""
+          targets=(), comparison=None) -> dict:
+    """Write report.json, report.md, predictions.csv and the figures; return the report.
+
+    `comparison`: `compare.compare`'s rows (the closing "did pretraining help" table).
+    """
     import pandas as pd
 
+    from ahms_fm.evaluation import compare
     from ahms_fm.evaluation.embeddings import json_default
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     level = header.get("probe", {}).get("level", 0.95)
-    table = markdown(results, level)
-    rep = {**header, "results": [r.to_json() for r in results], "markdown": table}
+    table = markdown(results, level, comparison)
+    rep = {**header, "results": [r.to_json() for r in results],
+           "random_init_seeds": compare.seed_summary(results),
+           "comparison": comparison or [], "markdown": table}
     (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=json_default))
     title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
              f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")

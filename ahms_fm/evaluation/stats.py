@@ -9,6 +9,10 @@ blocks of tied scores, so a replicate costs a few passes over its weights.
 
 A metric that is undefined for some weights (one class only, a constant
 prediction) is NaN there.
+
+`paired_difference` scores two predictions of the same rows on the same
+bootstrap draws: the interval of a difference between two probes (an embedding
+and a baseline), from which what the two share cancels.
 """
 
 from __future__ import annotations
@@ -233,6 +237,55 @@ def bootstrap(y, pred, kind, *, groups=None, threshold=0.5, n_boot=1000, level=0
         low, high = np.quantile(values, [tail, 1 - tail]) if len(values) else (np.nan, np.nan)
         out[name] = {"value": float(value[0]), "low": float(low), "high": float(high), "n": n}
     return out
+
+
+def paired_difference(y, pred_a, pred_b, kind, metric, *, groups=None, threshold_a=0.5,
+                      threshold_b=0.5, n_boot=1000, level=0.95, seed=0,
+                      chunk: int = 100) -> dict:
+    """metric(a) - metric(b) of two predictions of the same rows, with a paired interval.
+
+    Every bootstrap replicate draws one set of rows (or of whole `groups`, as in
+    `bootstrap`) and scores both predictions on it, so what the two share (which
+    participants happen to be easy) cancels in the difference. Rows with a NaN label
+    are left out; replicates where either metric is undefined are left out of the
+    interval. `threshold_a` / `threshold_b` (a number or one per row) matter only for
+    balanced accuracy.
+
+    Returns {"value": the difference on all rows, "low", "high" (percentile interval),
+    "a", "b" (each metric on all rows), "n": rows}.
+    """
+    names = {"regression": REGRESSION, "binary": BINARY}.get(kind, ())
+    if metric not in names:
+        raise ValueError(f"metric {metric!r} is not one of the {kind!r} metrics")
+    y, pred_a, pred_b = _arrays(y, pred_a, pred_b)
+    keep = ~np.isnan(y)
+    thresholds = [np.broadcast_to(np.asarray(t, np.float64), y.shape)[keep]
+                  for t in (threshold_a, threshold_b)]
+    y, preds = y[keep], (pred_a[keep], pred_b[keep])
+    n = len(y)
+
+    def difference(w):  # [b] metric(a) - metric(b), and both
+        if kind == "regression":
+            a, b = (_regression_batch(y, p, w)[metric] for p in preds)
+        else:
+            a, b = (_binary_batch(y, p, w, t)[metric]
+                    for p, t in zip(preds, thresholds, strict=True))
+        return a - b, a, b
+
+    if groups is None:
+        size, inverse = n, None
+    else:
+        unique, inverse = np.unique(np.asarray(groups).ravel()[keep], return_inverse=True)
+        size, inverse = len(unique), inverse.ravel()
+    rng = np.random.default_rng(seed)
+    replicates = [difference(_draw_weights(rng, size, min(chunk, n_boot - start), inverse))[0]
+                  for start in range(0, n_boot, chunk)]
+    values = np.concatenate(replicates) if replicates else np.array([])
+    values = values[np.isfinite(values)]
+    tail = (1.0 - level) / 2
+    low, high = np.quantile(values, [tail, 1 - tail]) if len(values) else (np.nan, np.nan)
+    diff, a, b = (float(v[0]) for v in difference(np.ones((1, n))))
+    return {"value": diff, "low": float(low), "high": float(high), "a": a, "b": b, "n": n}
 
 
 def assert_disjoint(train_groups, test_groups, what="participants"):

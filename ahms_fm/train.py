@@ -25,7 +25,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ahms_fm import augment, checkpoint, losses, metrics
-from ahms_fm.data import dataset
+from ahms_fm.data import dataset, sources
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec
 from ahms_fm.models import Predictor, ProjectionHead, encoder_from_config
@@ -69,7 +69,8 @@ def prepare_dataset(config) -> Path:
     """The dataset's folder; the synthetic cohort is built on first use (by process 0)."""
     d = config.data
     synthetic = d.dataset == f"synthetic_{config.modality}"
-    name = (f"p{d.participants}_s{d.segments_per_participant}_seed{d.synthetic_seed}"
+    name = (sources.synthetic_name(ModalitySpec.from_config(config), d.participants,
+                                   d.segments_per_participant, d.synthetic_seed)
             if synthetic else "")
     if synthetic and jax.process_index() == 0:
         try:

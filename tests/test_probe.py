@@ -219,6 +219,81 @@ def test_compare_takes_the_strongest_baseline_and_pairs_the_participants():
     assert "+0.000 [+0.000, +0.000] vs init" in md and f"- {rows['sex']['sentence']}" in md
 
 
+def _with_truth(participants, modality="ppg", seed=0):
+    """The participant table with the synthetic generator's ground truth of a cohort."""
+    from ahms_fm.data import synthetic as syn
+
+    truth = syn.ground_truth(syn.sample_participants(seed, len(participants)), modality)
+    return [{**p, **{f: v[i].item() for f, v in truth.items()}}
+            for i, p in enumerate(participants)]
+
+
+def test_ceiling_features_of_the_units_or_none_without_ground_truth(caplog):
+    participants, _, _ = _cohort(n=40)
+    groups = np.arange(40)[::-1]
+    with_truth = _with_truth(participants)
+    x = probe.ceiling_units(with_truth, groups, "ppg", "ds")
+    np.testing.assert_allclose(x[:, 0], [with_truth[g]["truth_resting_hr"] for g in groups],
+                               rtol=1e-6)
+    with caplog.at_level("WARNING"):
+        assert probe.ceiling_units(participants, groups, "ppg", "ds") is None  # real data
+        assert not caplog.records
+        mixed = with_truth[:30] + participants[30:]  # a synthetic and a real cohort
+        assert probe.ceiling_units(mixed, groups, "ppg", "ds") is None
+    assert "ds: 10 of 40 participants have no ground truth" in caplog.text
+    # Only the units' participants count.
+    assert probe.ceiling_units(mixed, np.arange(30), "ppg", "ds").shape[0] == 30
+
+
+def test_the_comparison_reads_each_feature_set_as_a_fraction_of_the_ceiling():
+    """A ceiling that reads age almost exactly, an embedding with more noise, noise seeds
+    and hand-crafted features: fractions (value - chance) / (ceiling - chance) of the
+    headline metric, in the rows, the sentence and the report's table and footnote."""
+    from ahms_fm.evaluation import ceiling, compare
+
+    participants, table, x = _cohort(n=300)
+    rng = np.random.default_rng(4)
+    pid = table["participant_index"].to_numpy()
+    age = np.array([p["age"] for p in participants])
+    sex = np.array([p["sex"] for p in participants])
+    truth = np.c_[(age - 50) / 15, sex, rng.normal(size=(300, 2))][pid]
+    noisier = x + np.c_[rng.normal(0, 1.0, (len(pid), 2)), np.zeros((len(pid), 6))]
+    features = {"embedding": noisier,
+                "handcrafted": x[:, [0]] + rng.normal(0, 1, (len(pid), 1)),
+                **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(2)},
+                "ceiling": truth}
+    units = probe.make_units("participant", table, features)
+    results = probe.probe_units(units, targets_lib.parse_targets("age,sex"), participants,
+                                _pc(protocol="split"), "cohort")
+    by = {(r.target, r.features): r for r in results}
+    rows = {c["target"]: c for c in compare.compare(results, n_boot=200, level=0.95, seed=0)}
+    md = report.markdown(results, comparison=list(rows.values()))
+    for target, metric, chance in (("age", "r2", 0.0), ("sex", "roc_auc", 0.5)):
+        c = rows[target]
+        top = by[target, "ceiling"].metrics[metric]["value"]
+        assert c["ceiling"]["value"] == top and c["ceiling"]["features"] == "ceiling"
+        assert top > c["embedding"]["value"] > chance + 0.2
+        shares = c["fraction_of_ceiling"]
+        for key in ("embedding", "best_random", "handcrafted"):
+            want = (c[key]["value"] - chance) / (top - chance)
+            assert shares[key] == pytest.approx(want)
+        assert 0.2 < shares["embedding"] < 1 and abs(shares["best_random"]) < 0.3
+        assert np.isnan(shares["init"])  # no init here
+        assert c["sentence"].endswith(f"; it reaches {shares['embedding']:.2f} of the ceiling.")
+        cells = " / ".join(f"{shares[k]:.2f}" for k in ("embedding", "best_random",
+                                                         "handcrafted"))
+        assert f"| {report._cell(c['ceiling'])} | {cells} |" in md
+    assert "| ceiling | fraction of ceiling: embedding / best random / hand-crafted |" in md
+    assert "| age | ceiling | split |" in md and report.CEILING_NOTE in md
+    assert ceiling.fraction_of_ceiling(0.75, 1.0, 0.5) == 0.5
+    # Without a ceiling: no such columns, no footnote, the sentence as before.
+    plain = [r for r in results if r.features != "ceiling"]
+    rows = compare.compare(plain, n_boot=200, level=0.95, seed=0)
+    assert all(c["ceiling"] is None and c["fraction_of_ceiling"] is None for c in rows)
+    md = report.markdown(plain, comparison=rows)
+    assert "ceiling" not in md and "ceiling" not in rows[0]["sentence"]
+
+
 def test_external_cohort_shifts_the_test_side_and_refuses_shared_ids(tmp_path):
     from ahms_fm.evaluation import cohort
 
@@ -303,7 +378,7 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
     rows = {(r["target"], r["features"]) for r in rep["results"]}
     seeds = [f"random_init/{i}" for i in range(3)]
     for target in ("age", "age>50", "sex", "diabetes"):
-        for features in ("embedding", *seeds, "init", "handcrafted"):
+        for features in ("embedding", *seeds, "init", "handcrafted", "ceiling"):  # defaults
             assert (target, features) in rows, (target, features)
     # Three initializations, none of them the run's own (that one is `init`).
     assert len(set(rep["random_seeds"])) == 3 and rep["probe"]["seed"] == 0
@@ -357,6 +432,70 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
             assert d["verdict"] == want
         assert f"- {c['sentence']}" in printed and c["sentence"].startswith(target)
     assert "Did pretraining help?" in printed
+
+
+def test_the_ceiling_of_a_synthetic_cohort_for_participant_targets(tiny_run, monkeypatch):
+    """The tiny run's (fresh) synthetic dataset has ground truth: a `ceiling` probe for each
+    participant target, under the same protocol and on the same participants, none for a
+    segment target; the report's fractions follow from its own numbers."""
+    from ahms_fm.evaluation import ceiling
+
+    monkeypatch.chdir(tiny_run)
+    rep = probe.run_probe("run", target_texts="age,age>50,sex,segment.heart_rate",
+                          out_dir="ceiling", baselines="handcrafted,ceiling", progress=False,
+                          probe_overrides={"n_boot": 50})
+    participant_targets = {"age": "r2", "age>50": "roc_auc", "sex": "roc_auc"}
+    by = {(r["target"], r["features"]): r for r in rep["results"]}
+    assert ("segment.heart_rate", "embedding") in by
+    assert not [k for k in by if k[0] == "segment.heart_rate" and k[1] == "ceiling"]
+    for target in participant_targets:
+        mine, emb = by[target, "ceiling"], by[target, "embedding"]
+        assert (mine["protocol"], mine["n_test"]) == (emb["protocol"], emb["n_test"])
+    md = (tiny_run / "ceiling" / "report.md").read_text()
+    rows = {c["target"]: c for c in rep["comparison"]}
+    finite = []
+    for target, metric in participant_targets.items():
+        c = rows[target]
+        top = c["ceiling"]["value"]
+        assert top == by[target, "ceiling"]["metrics"][metric]["value"]
+        chance = ceiling.CHANCE[metric]
+        share = c["fraction_of_ceiling"]
+        for key in ("embedding", "handcrafted"):  # recomputed from the report's numbers
+            want = (c[key]["value"] - chance) / (top - chance) if top > chance else np.nan
+            assert share[key] == pytest.approx(want, abs=1e-12, nan_ok=True)
+        cells = [f"{share[k]:.2f}" if top > chance else "–" for k in ("embedding", "handcrafted")]
+        assert f"| {cells[0]} / – / {cells[1]} |" in md, target  # no random seeds here
+        finite += [target] if top > chance else []
+    # (60 participants: sex may have no linear trace above chance; its fractions are –.)
+    assert {"age", "age>50"} <= set(finite)
+    assert rows["segment.heart_rate"]["ceiling"] is None
+    assert rows["segment.heart_rate"]["fraction_of_ceiling"] is None
+    assert "fraction of ceiling: embedding / best random / hand-crafted" in md
+    assert report.CEILING_NOTE in md and "| age | ceiling | crossfit |" in md
+    print(md[md.index("Did pretraining help?"):])
+
+
+def test_no_ceiling_without_ground_truth(tiny_run, tmp_path, monkeypatch):
+    """The same dataset with its truth_* fields removed (like a real one, or a synthetic
+    one built before they existed): no ceiling row, no column, no error."""
+    import shutil
+
+    monkeypatch.chdir(tiny_run)
+    path, participants = _dataset(tiny_run)
+    copy = tmp_path / "no_truth"
+    shutil.copytree(path, copy)
+    meta = json.loads((copy / "ahms_fm.json").read_text())
+    meta["participants"] = [{k: v for k, v in p.items() if not k.startswith("truth_")}
+                            for p in meta["participants"]]
+    (copy / "ahms_fm.json").write_text(json.dumps(meta))
+    assert any(k.startswith("truth_") for k in participants[0])  # the original has them
+    rep = probe.run_probe("run", dataset_arg=str(copy), target_texts="age,sex",
+                          out_dir=tmp_path / "report", baselines="handcrafted,ceiling",
+                          progress=False, probe_overrides={"n_boot": 50})
+    assert {(r["target"], r["features"]) for r in rep["results"]} == {
+        (t, f) for t in ("age", "sex") for f in ("embedding", "handcrafted")}
+    assert all(c["ceiling"] is None for c in rep["comparison"])
+    assert "ceiling" not in rep["markdown"]
 
 
 def test_init_baseline_is_the_runs_initialization_recalibrated(tiny_run):
@@ -423,7 +562,7 @@ def test_learning_curves_probe_every_kept_checkpoint(tiny_run, monkeypatch):
     monkeypatch.setattr(probe, "baseline_features",
                         lambda *a, **kw: baseline_calls.append(1) or base(*a, **kw))
     rep = curves.run_curves("run", "all", target_texts="age,sex", out_dir="curves",
-                            baselines="random_init,init,handcrafted", progress=False,
+                            baselines="random_init,init,handcrafted,ceiling", progress=False,
                             probe_overrides={"n_boot": 50, "random_seeds": 1})
     kept = [0, 2, 4]
     assert rep["steps"] == kept and {"0", "2", "4"} <= set(loaded)
@@ -436,9 +575,14 @@ def test_learning_curves_probe_every_kept_checkpoint(tiny_run, monkeypatch):
         table.embedding_high).all()
     for target, part in table.groupby("target"):  # every step its own checkpoint ...
         assert part.embedding.nunique() > 1, target
-        for column in ("best_random", "random_min", "random_max", "init", "handcrafted"):
+        for column in ("best_random", "random_min", "random_max", "init", "handcrafted",
+                       "ceiling"):
             assert part[column].nunique() == 1, column  # ... the baselines the same
         np.testing.assert_allclose(part.vs_handcrafted, part.embedding - part.handcrafted)
+        chance = curves.CHANCE[part.metric.iloc[0]]  # NaN where the ceiling is not above it
+        np.testing.assert_allclose(part.fraction_of_ceiling, np.where(
+            part.ceiling > chance, (part.embedding - chance) / (part.ceiling - chance), np.nan))
+        assert target != "age" or part.fraction_of_ceiling.notna().all()
     md = (tiny_run / "curves" / "curves.md").read_text()
     assert all(f"| {s} |" in md for s in kept) and "Baselines (probed once)" in md
     assert (tiny_run / "curves" / "curves.png").stat().st_size > 0

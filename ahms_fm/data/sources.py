@@ -25,6 +25,14 @@ SYNTHETIC_CHUNK = 256  # segments generated and preprocessed together
 # ----------------------------------------------------------------------------
 
 
+def synthetic_name(spec: ModalitySpec, participants: int, segments_per_participant: int,
+                   seed: int) -> str:
+    """The synthetic cohort's dataset config name: its size, seed and what a window is
+    (so cohorts of other windows, rates or channels never share a folder)."""
+    return (f"p{participants}_s{segments_per_participant}_seed{seed}_"
+            f"{spec.window_seconds:g}s_{spec.sample_rate:g}hz_{spec.channels}ch")
+
+
 def synthetic_source(spec: ModalitySpec, quality: QualitySpec, *, participants: int,
                      segments_per_participant: int, seed: int = 0) -> Source:
     """`synthetic_ppg` or `synthetic_ecg`: `participants` x `segments_per_participant`."""
@@ -67,7 +75,7 @@ def synthetic_source(spec: ModalitySpec, quality: QualitySpec, *, participants: 
 
     return Source(
         name=f"synthetic_{spec.modality}",
-        config_name=f"p{participants}_s{per}_seed{seed}",
+        config_name=synthetic_name(spec, participants, per, seed),
         description=(f"Synthetic {spec.modality.upper()} cohort (ahms_fm.data.synthetic): "
                      f"{participants} participants x {per} segments, seed {seed}."),
         participants=labels,

@@ -16,6 +16,13 @@ The best seed is chosen by its metric on the test participants. That favours the
 baseline (the maximum of K noisy estimates is biased upward), so an embedding found
 ahead of it is ahead of every seed; the comparison errs against pretraining, never
 for it.
+
+On a synthetic cohort (participant targets), the row also holds the ceiling: the same
+probe on the generator's true per-participant physiology (ceiling.py), and the
+fraction of it that the embedding, the best random seed, init and the hand-crafted
+features reach, (value - chance) / (ceiling - chance) with chance 0 for R² and 0.5
+for ROC AUC (`ceiling.fraction_of_ceiling`; NaN where the ceiling is not above
+chance). A point estimate: the ceiling's own interval is in the row.
 """
 
 from __future__ import annotations
@@ -23,10 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from ahms_fm.evaluation import baselines, stats
+from ahms_fm.evaluation.ceiling import CHANCE, fraction_of_ceiling
 
 HEADLINE = {"regression": "r2", "binary": "roc_auc"}
 EMBEDDING = "embedding"
 HANDCRAFTED = "handcrafted"
+CEILING = "ceiling"
+FRACTION_OF = ("embedding", "best_random", "init", "handcrafted")  # row keys with a fraction
 
 
 def headline(result) -> float:
@@ -118,6 +128,7 @@ def compare(results, *, n_boot: int, level: float, seed: int) -> list[dict]:
         best = best_seed(mine, emb.target)
         init = next((r for r in mine if r.features == baselines.INIT), None)
         hand = next((r for r in mine if r.features == HANDCRAFTED), None)
+        ceil = next((r for r in mine if r.features == CEILING), None)
         untrained = [r for r in (best, init) if r is not None]
         strongest = max(untrained, key=headline) if untrained else None
         metric = HEADLINE[emb.kind]
@@ -134,14 +145,29 @@ def compare(results, *, n_boot: int, level: float, seed: int) -> list[dict]:
             "strongest_untrained": strongest.features if strongest else None,
             "vs_untrained": paired(emb, strongest, metric, **kw) if strongest else None,
             "vs_handcrafted": paired(emb, hand, metric, **kw) if hand else None,
+            "ceiling": _summary(ceil),
         }
+        row["fraction_of_ceiling"] = fractions(row)
         row["sentence"] = sentence(row)
         rows.append(row)
     return rows
 
 
+def fractions(row: dict) -> dict | None:
+    """{embedding, best_random, init, handcrafted: (value - chance) / (ceiling - chance)}
+    of a comparison row (None without a ceiling; NaN for a missing baseline)."""
+    if row["ceiling"] is None:
+        return None
+    chance, top = CHANCE[row["metric"]], row["ceiling"]["value"]
+    return {
+        k: fraction_of_ceiling(row[k]["value"], top, chance) if row[k] else np.nan
+        for k in FRACTION_OF
+    }
+
+
 def sentence(row: dict) -> str:
-    """One plain sentence: where the embedding stands against each baseline."""
+    """One plain sentence: where the embedding stands against each baseline, and how
+    much of the ceiling it reaches (where there is one)."""
     parts = []
     if row["vs_untrained"]:
         parts.append(
@@ -150,10 +176,15 @@ def sentence(row: dict) -> str:
         )
     if row["vs_handcrafted"]:
         parts.append(f"{_phrase(row['vs_handcrafted']['verdict'])} hand-crafted features")
-    if not parts:
+    share = (row.get("fraction_of_ceiling") or {}).get("embedding", np.nan)
+    reach = f"reaches {share:.2f} of the ceiling" if np.isfinite(share) else ""
+    if not parts and not reach:
         return f"{row['target']}: no baseline to compare with."
     label = {"r2": "R²", "roc_auc": "ROC AUC"}[row["metric"]]
-    return f"{row['target']} ({label}): the embedding is " + "; ".join(parts) + "."
+    text = "is " + "; ".join(parts) if parts else ""
+    if reach:
+        text = f"{text}; it {reach}" if text else reach
+    return f"{row['target']} ({label}): the embedding {text}."
 
 
 def _phrase(v: str) -> str:

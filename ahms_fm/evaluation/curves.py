@@ -2,18 +2,21 @@
 
     ahms-fm probe --checkpoint runs/ppg --steps all         # or --steps 0,300,600
 
-The baselines (random-init seeds, init, hand-crafted features) are embedded and
+The baselines (random-init seeds, init, hand-crafted features, and on a synthetic
+cohort the ceiling: its ground-truth physiology, ceiling.py) are embedded and
 probed once; then each step's embedding goes through the same probes (same folds,
 same bootstrap draws) and is compared with them as in the single-checkpoint report
 (`compare`). Written into the report folder:
 
 - curves.csv: one row per step and target: the headline metric (R² or ROC AUC) with
-  its interval, the baselines' values, and the paired differences against the best
-  untrained encoder and the hand-crafted features;
+  its interval, the baselines' values, the paired differences against the best
+  untrained encoder and the hand-crafted features, and (with a ceiling) the ceiling
+  and the embedding's fraction of it;
 - curves.md: those numbers as tables, then the baselines' own tables;
 - curves.png: one panel per target, the metric against the training step with its
   interval as a band; the random seeds' range as a shaded band, init as a dashed
-  line, hand-crafted features as a line with their interval, chance dotted.
+  line, hand-crafted features as a line with their interval, the ceiling dash-dotted,
+  chance dotted.
 
 A step-0 point is the step-0 checkpoint as saved (its batch-norm statistics not
 re-estimated); the `init` line is the same weights with the baselines' batch-norm
@@ -64,7 +67,11 @@ def run_curves(checkpoint, steps: str, *, progress: bool = True, **kw) -> dict:
         if base is None:  # the baselines once: the segment order is the cohort's, fixed
             table = t
             base, _ = probe.probe_features(
-                ev, table, probe.baseline_features(ev, progress), demographic=False
+                ev,
+                table,
+                probe.baseline_features(ev, progress),
+                demographic=False,
+                ceiling=probe.CEILING in ev.baselines,
             )
         results, _ = probe.probe_features(ev, table, {"embedding": z}, demographic=False)
         rows += curve_rows(
@@ -105,6 +112,10 @@ def curve_rows(step: int, comparison, seeds) -> list[dict]:
                 "vs_untrained_verdict": (c["vs_untrained"] or {}).get("verdict", ""),
                 **_flat("vs_handcrafted", c["vs_handcrafted"]),
                 "vs_handcrafted_verdict": (c["vs_handcrafted"] or {}).get("verdict", ""),
+                **_flat("ceiling", c.get("ceiling")),
+                "fraction_of_ceiling": (c.get("fraction_of_ceiling") or {}).get(
+                    "embedding", np.nan
+                ),
             }
         )
     return rows
@@ -122,20 +133,24 @@ def markdown(rows, level: float) -> str:
         mine = [r for r in rows if r["target"] == target]
         first = mine[0]
         label = report.METRIC_LABELS[first["metric"]]
+        ceiling = np.isfinite(first["ceiling"])
         lines += [
             f"**{target}** ({label}); best random seed "
             f"{_num(first['best_random'])} (seeds {_num(first['random_min'])}–"
             f"{_num(first['random_max'])}), init {_num(first['init'])}, hand-crafted "
-            f"{_num(first['handcrafted'])}",
+            f"{_num(first['handcrafted'])}"
+            + (f", ceiling {_ci(first, 'ceiling')}" if ceiling else ""),
             "",
-            "| step | embedding | − best untrained | − hand-crafted |",
-            "|---|---|---|---|",
+            "| step | embedding | − best untrained | − hand-crafted |"
+            + (" fraction of ceiling |" if ceiling else ""),
+            "|---|---|---|---|" + ("---|" if ceiling else ""),
         ]
         for r in mine:
             lines.append(
                 f"| {r['step']} | {_ci(r, 'embedding')} | {_ci(r, 'vs_untrained')} "
                 f"{r['vs_untrained_verdict']} | {_ci(r, 'vs_handcrafted')} "
                 f"{r['vs_handcrafted_verdict']} |"
+                + (f" {_num(r['fraction_of_ceiling'])} |" if ceiling else "")
             )
         lines.append("")
     return "\n".join(lines)
@@ -190,6 +205,8 @@ def plot(rows, path: Path) -> None:
         if np.isfinite(first["handcrafted"]):
             ax.axhline(first["handcrafted"], color="C2", lw=1, label="hand-crafted")
             ax.axhspan(first["handcrafted_low"], first["handcrafted_high"], color="C2", alpha=0.12)
+        if np.isfinite(first["ceiling"]):
+            ax.axhline(first["ceiling"], color="C3", ls="-.", lw=1, label="ceiling")
         ax.axhline(CHANCE[first["metric"]], color="grey", ls=":", lw=1)
         ax.set_title(f"{name} ({report.METRIC_LABELS[first['metric']]})", fontsize=9)
         ax.set_xlabel("training step")

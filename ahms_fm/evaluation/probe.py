@@ -13,10 +13,12 @@ warned about and marked), and score the held-out participants with 95%
 bootstrap intervals. Baselines go through the same probes: K randomly
 initialized encoders and the run's own step-0 initialization, batch norm
 re-estimated on training windows (baselines.py), hand-crafted features (heart
-rate, HRV, signal statistics) and, for conditions, demographics (age, sex, BMI).
-The report closes with whether pretraining helped (compare.py): the embedding
-minus the strongest untrained encoder, and minus the hand-crafted features, with
-paired bootstrap intervals.
+rate, HRV, signal statistics), for conditions, demographics (age, sex, BMI), and,
+on a synthetic cohort, the ceiling: the generator's true per-participant physiology
+(ceiling.py; participant targets only). The report closes with whether pretraining
+helped (compare.py): the embedding minus the strongest untrained encoder, and minus
+the hand-crafted features, with paired bootstrap intervals, and each one's fraction
+of the ceiling.
 
 Protocols: `split` trains on the dataset's train + validation participants and
 tests on its test participants; `crossfit` (for small cohorts) rotates k outer
@@ -34,7 +36,9 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
+from ahms_fm.data.synthetic import TRUTH_PREFIX
 from ahms_fm.evaluation import baselines as baselines_lib
+from ahms_fm.evaluation import ceiling as ceiling_lib
 from ahms_fm.evaluation import cohort as cohort_lib
 from ahms_fm.evaluation import compare, embeddings, linear, stats
 from ahms_fm.evaluation import targets as targets_lib
@@ -317,7 +321,7 @@ def _enough(y, binary, units, protocol, minimum=10) -> bool:
 # The whole evaluation.
 # ----------------------------------------------------------------------------
 
-KNOWN_BASELINES = ("random_init", "init", "handcrafted", "demographic")
+KNOWN_BASELINES = ("random_init", "init", "handcrafted", "demographic", "ceiling")
 resolve_dataset = cohort_lib.resolve_dataset  # where it used to live (the notebook uses it)
 
 
@@ -421,9 +425,12 @@ def baseline_features(ev: Evaluation, progress: bool) -> dict:
     return features
 
 
-def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool):
+def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool,
+                   ceiling: bool = False):
     """Every probe of `features` (per segment, rows of `table`) at both levels:
-    (results, the participant-level units or None)."""
+    (results, the participant-level units or None). `demographic` and `ceiling` add
+    those per-participant feature sets to the participant-level probes (where the
+    participant table has what they need)."""
     results, map_units = [], None
     participants = ev.cohort.participants
     for level in ("participant", "segment"):
@@ -435,6 +442,11 @@ def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool):
             demo = _demographics(participants, units.groups)
             if demo is not None:
                 units.features["demographic"] = demo
+        if level == "participant" and ceiling:
+            truth = ceiling_units(participants, units.groups, ev.config.modality,
+                                  ev.cohort.where)
+            if truth is not None:
+                units.features[CEILING] = truth
         only = {t.name: [f for f in units.features if f != "demographic"]
                 + (["demographic"] if t.is_condition() else []) for t in level_targets}
         results += probe_units(units, level_targets, participants, ev.pc, ev.cohort.where,
@@ -473,7 +485,8 @@ def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=
                   "modality_spec": encoder.spec.to_dict(), "dataset": ev.cohort.where})
     features = {"embedding": z, **baseline_features(ev, progress)}
     results, map_units = probe_features(ev, table, features,
-                                        demographic="demographic" in ev.baselines)
+                                        demographic="demographic" in ev.baselines,
+                                        ceiling=CEILING in ev.baselines)
     rep = report.write(ev.out_dir, results,
                        {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
                        map_units=map_units, participants=ev.cohort.participants,
@@ -481,6 +494,26 @@ def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=
                        comparison=compare_results(ev, results))
     rep["out_dir"] = str(ev.out_dir)
     return rep
+
+
+CEILING = compare.CEILING  # the feature set of the generator's ground truth (ceiling.py)
+
+
+def ceiling_units(participants, groups, modality: str, where: str):
+    """[n, k] ground-truth features of the participants `groups` (`ceiling.ceiling_features`),
+    or None: a table without ground truth (real data), or one where only some of these
+    participants have it (a synthetic and a real cohort together), which is warned about."""
+    by_index = {int(p["participant_index"]): p for p in participants}
+    has = np.array([any(k.startswith(TRUTH_PREFIX) for k in by_index.get(int(g), ()))
+                    for g in groups], bool)
+    if not has.any():
+        return None
+    if not has.all():
+        logging.warning("%s: %d of %d participants have no ground truth (truth_* fields), so "
+                        "no ceiling", where, int((~has).sum()), len(has))
+        return None
+    found = ceiling_lib.ceiling_features(participants, groups, modality)
+    return None if found is None else found[0]
 
 
 def _demographics(participants, groups):
@@ -512,8 +545,8 @@ def run(argv=None):
                      "(default: the dataset's usual ones).")
     out = f("out", None, "Report folder (default: <workdir>/probe).")
     which = flags.DEFINE_enum("which", None, ["teacher", "student"], "Encoder to evaluate.")
-    baselines = f("baselines", None, "random_init,init,handcrafted,demographic (or '' for "
-                  "none).")
+    baselines = f("baselines", None, "random_init,init,handcrafted,demographic,ceiling (or '' "
+                  "for none).")
     steps = f("steps", None, "Learning curves: 'all' or comma-separated steps of the run's "
               "kept checkpoints (curves.csv, curves.md, curves.png).")
     protocol = flags.DEFINE_enum("protocol", None, ["auto", "split", "crossfit"],

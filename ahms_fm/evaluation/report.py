@@ -4,7 +4,10 @@ report.md: the probe tables (one row per target and feature set; the K random-in
 seeds as one row, the best of them, and the chosen strength, marked † at an end of
 its grid), the random-init seeds' values with their mean and range, and "did
 pretraining help" (compare.py): per target the embedding, the best random seed,
-init, hand-crafted features, the paired differences and one sentence.
+init, hand-crafted features, the paired differences and one sentence; on a
+synthetic cohort also the ceiling (the probe of the generator's true physiology,
+ceiling.py) and the fraction of it that each reaches, with a footnote on what the
+ceiling means (`CEILING_NOTE`).
 
 Figures: predicted vs true for regression targets, ROC curves for binary ones
 (every feature set on one plot), and a 2-D map of the participants' mean
@@ -22,6 +25,18 @@ METRIC_LABELS = {"mae": "MAE", "r2": "R²", "pearson_r": "Pearson r", "roc_auc":
                  "pr_auc": "PR AUC", "balanced_accuracy": "bal. acc."}
 REGRESSION = ("mae", "r2", "pearson_r")
 BINARY = ("roc_auc", "pr_auc", "balanced_accuracy")
+CEILING = "ceiling"
+CEILING_NOTE = (
+    "`ceiling`: the same linear probe (same protocol, folds and bootstrap) on the synthetic "
+    "generator's true per-participant physiology (its `truth_*` fields: resting heart rate, "
+    "RMSSD, pulse-wave or ECG-interval shape, ...; participant targets only). It is what "
+    "perfect per-participant features give a linear probe, not a strict upper bound: an "
+    "embedding is a nonlinear function of the signal and may exceed it (a fraction above "
+    "1), and BMI's ceiling is loose because it acts partly through absolute amplitude, "
+    "which z-scoring each window removes from the signal but the ground truth keeps. "
+    "Fraction of ceiling = (value − chance) / (ceiling − chance), chance 0 for R² and 0.5 "
+    "for ROC AUC: 1 as good as the ground truth, 0 chance; – where the ceiling is not above "
+    "chance.")
 
 
 def _cell(m: dict) -> str:
@@ -103,6 +118,9 @@ def markdown(results, level: float = 0.95, comparison=None) -> str:
     lines += seeds_markdown(compare.seed_summary(results))
     if comparison:
         lines += comparison_markdown(comparison, pct)
+    if any(r.features == CEILING for r in results) and not any(
+            c.get("ceiling") for c in comparison or ()):
+        lines += [CEILING_NOTE, ""]  # the comparison table says it otherwise
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -129,24 +147,41 @@ def _diff(d, against: str = "") -> str:
             + (f" vs {against}" if against else ""))
 
 
+def _fraction(v) -> str:
+    return f"{v:.2f}" if v is not None and np.isfinite(v) else "–"
+
+
 def comparison_markdown(rows, pct: str = "95%") -> list[str]:
-    """The closing table: did pretraining help, per target, with one sentence each."""
+    """The closing table: did pretraining help, per target, with one sentence each; with
+    a ceiling (a synthetic cohort), its value and the fraction of it each reaches."""
+    ceiling = any(r.get("ceiling") for r in rows)
     lines = [f"Did pretraining help? Headline metric per target; differences are embedding "
              f"minus baseline with a paired {pct} bootstrap CI (the same resampled "
              "participants for both); the best untrained encoder is the better of the best "
-             "random seed (chosen on the test participants, which favours it) and init:", "",
+             "random seed (chosen on the test participants, which favours it) and init"
+             + ("; the ceiling is the probe of the generator's true physiology, and the "
+                "fraction of it is (value − chance) / (ceiling − chance) (footnote below)"
+                if ceiling else "") + ":", "",
              "| target | metric | embedding | best random seed | init | hand-crafted | "
-             "embedding − best untrained [CI] | embedding − hand-crafted [CI] |",
-             "|---|---|---|---|---|---|---|---|"]
+             + ("ceiling | fraction of ceiling: embedding / best random / hand-crafted | "
+                if ceiling else "")
+             + "embedding − best untrained [CI] | embedding − hand-crafted [CI] |",
+             "|---|---|---|---|---|---|" + ("---|---|" if ceiling else "") + "---|---|"]
     for r in rows:
         best = r["best_random"]
         best_cell = _cell(best) + (f" ({best['features']})" if best else "")
+        share = r.get("fraction_of_ceiling") or {}
+        ceiling_cells = (f"{_cell(r.get('ceiling'))} | "
+                         + " / ".join(_fraction(share.get(k))
+                                      for k in ("embedding", "best_random", "handcrafted"))
+                         + " | ") if ceiling else ""
         lines.append(
             f"| {r['target']} | {METRIC_LABELS[r['metric']]} | {_cell(r['embedding'])} | "
-            f"{best_cell} | {_cell(r['init'])} | {_cell(r['handcrafted'])} | "
+            f"{best_cell} | {_cell(r['init'])} | {_cell(r['handcrafted'])} | {ceiling_cells}"
             f"{_diff(r['vs_untrained'], r['strongest_untrained'] or '')} | "
             f"{_diff(r['vs_handcrafted'])} |")
-    return lines + [""] + [f"- {r['sentence']}" for r in rows] + [""]
+    lines += [""] + [f"- {r['sentence']}" for r in rows] + [""]
+    return lines + ([CEILING_NOTE, ""] if ceiling else [])
 
 
 def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ $(STAMP): setup.py pyproject.toml
 # Pretrain on the synthetic cohort, then probe the frozen encoder and print the table.
 demo: $(STAMP)
 	$(PY) -m ahms_fm.main --config configs/ppg.py:demo --workdir runs/demo
-	$(VENV)/bin/ahms-fm probe --checkpoint runs/demo
+	$(VENV)/bin/ahms-fm probe --checkpoint runs/demo --headline "age,age>50"
 
 test: $(STAMP)
 	$(PY) -m ruff check .

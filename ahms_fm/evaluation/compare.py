@@ -194,3 +194,34 @@ def _phrase(v: str) -> str:
         "not distinguishable": "not distinguishable from",
         "undetermined": "not comparable with",
     }[v]
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def summary_sentence(rows, targets=None) -> str:
+    """One plain sentence for the end of a report: for each of `targets` (default: every
+    compared target), the embedding against the best untrained encoder, by how much, with
+    the paired interval and the verdict."""
+    by_target = {r["target"]: r for r in rows}
+    wanted = list(targets) if targets else list(by_target)
+    missing = [t for t in wanted if t not in by_target]
+    if missing:
+        raise ValueError(f"no comparison for {missing}; compared: {sorted(by_target)}")
+    parts = []
+    for t in wanted:
+        r = by_target[t]
+        d, base = r["vs_untrained"], r["strongest_untrained"]
+        label = {"r2": "R²", "roc_auc": "ROC AUC"}[r["metric"]]
+        if d is None:
+            parts.append(f"{t} ({label}) {r['embedding']['value']:.3f}, no untrained baseline")
+            continue
+        best = r["init"] if base == "init" else r["best_random"]
+        parts.append(
+            f"on {t} {label} {r['embedding']['value']:.3f} against {best['value']:.3f} "
+            f"({base}), a difference of {_signed(d['value'])} "
+            f"[{_signed(d['low'])}, {_signed(d['high'])}] ({d['verdict']})")
+    seeds = max((r["n_seeds"] for r in rows), default=0)
+    return (f"Pretrained embedding against the best untrained encoder (the best of {seeds} "
+            "random-init seeds or the run's own initialization): " + "; ".join(parts) + ".")

@@ -555,6 +555,8 @@ def run(argv=None):
     n_boot = flags.DEFINE_integer("n_boot", None, "Bootstrap replicates.")
     seed = flags.DEFINE_integer("seed", None, "Folds, bootstrap, random-init baseline seeds.")
     random_seeds = flags.DEFINE_integer("random_seeds", None, "Random-init baseline encoders.")
+    headline = f("headline", None, "Targets of the closing sentence (embedding against the "
+                 "best untrained encoder, by how much), e.g. 'age,age>50' (default: all).")
     flags.mark_flags_as_required(["checkpoint"])
 
     def main(argv):
@@ -576,6 +578,9 @@ def run(argv=None):
             rep = run_probe(checkpoint.value, **kw)
         print(rep["markdown"])
         print(f"report: {rep['out_dir']}")
+        if rep.get("comparison"):
+            wanted = [t for t in (headline.value or "").split(",") if t]
+            print(compare.summary_sentence(rep["comparison"], wanted or None))
 
     app.run(main, argv=argv or sys.argv)
 

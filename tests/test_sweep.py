@@ -103,7 +103,7 @@ def test_every_run_of_the_shipped_sweeps_loads_with_its_overrides(name, monkeypa
     monkeypatch.chdir(ROOT)  # their config paths are relative to the checkout
     sweep = sw.load_sweep(f"configs/sweeps/{name}.py")
     runs = sw.expand(sweep)
-    assert len(runs) == {"ablations": 5, "learning_rate": 9}[name]
+    assert len(runs) == {"ablations": 15, "learning_rate": 9}[name]
     assert len({r.workdir for r in runs}) == len(runs)
     for run, point in zip(runs, sweep.points, strict=True):
         config = sw._load_config(run.config, run.flags)
@@ -113,8 +113,11 @@ def test_every_run_of_the_shipped_sweeps_loads_with_its_overrides(name, monkeypa
                 node = node[part]
             assert node == value, (run.name, key)
     if name == "ablations":
-        loaded = sw._load_config(runs[2].config, runs[2].flags)
-        assert runs[2].name == "ablations/no_koleo" and loaded.loss.koleo_weight == 0.0
+        # 5 variants x 3 seeds, seeds innermost; every run at the study scale, 600 steps.
+        loaded = sw._load_config(runs[7].config, runs[7].flags)
+        assert runs[7].name == "ablations/no_koleo,seed=1"
+        assert (loaded.loss.koleo_weight, loaded.seed, loaded.num_steps) == (0.0, 1, 600)
+        assert loaded.loss.temperature == 0.1 and loaded.input.window_seconds == 20.0
 
 
 def _run_cli(capsys, *args) -> tuple[int, list[str]]:

@@ -9,7 +9,11 @@ batch 32 on the project's 2-core VM (`benchmarks/`). `keep_freed_memory()`
 asks glibc to serve every block from one heap that it never trims, so the
 second step onward reuses the pages of the first.
 
-The cost: the process keeps its peak host memory until it exits. It only
+The cost: freed memory stays resident until something trims it, so the
+training loop calls `release_freed_memory()` after the one-off peaks (compiling
+the step, each evaluation) and runs one step at a time on CPU: otherwise the
+heap keeps the compiler's scratch and grows to hold the temporaries of two or
+three overlapping steps (`benchmarks/memory.py`, BENCHMARKS.md). It only
 touches the host allocator, so it changes nothing on GPU or TPU devices, and it
 is a no-op where the C library is not glibc.
 """
@@ -42,3 +46,21 @@ def keep_freed_memory() -> bool:
     # for all threads (a thread's own arena maps large blocks regardless).
     settings = ((_M_MMAP_THRESHOLD, -1), (_M_TRIM_THRESHOLD, -1), (_M_ARENA_MAX, 1))
     return all(mallopt(param, value) == 1 for param, value in settings)
+
+
+def release_freed_memory() -> bool:
+    """Give the free pages of glibc's heap back to the system (`malloc_trim(0)`).
+
+    For after a one-off peak: `keep_freed_memory` never trims, so what was freed
+    stays resident. The next step touches its temporaries' pages afresh, once.
+    True if it ran.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim(0)
+    return True

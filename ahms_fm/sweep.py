@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 # The keys a sweep file's dict may hold; anything else is a typo.
-SWEEP_KEYS = ("config", "sweep", "name", "overrides", "metrics")
+SWEEP_KEYS = ("config", "sweep", "name", "overrides", "metrics", "probe_args", "group_over")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -164,6 +164,8 @@ class Sweep:
     overrides: tuple[tuple[str, Any], ...] = ()
     metrics: tuple[str, ...] = ()  # summary columns (glob patterns); () = all
     source: str = "<sweep>"
+    probe_args: tuple[str, ...] = ()  # extra `ahms-fm probe` flags for every run
+    group_over: str = "seed"  # the column the grouped summary takes intervals over
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +179,7 @@ class Run:
     columns: tuple[tuple[str, str], ...]  # the swept columns and this run's labels
     num_steps: int
     index: int = 1  # its place in the sweep, from 1
+    probe_args: tuple[str, ...] = ()
 
     @property
     def flags(self) -> list[str]:
@@ -196,7 +199,8 @@ class Run:
                 "--workdir", self.workdir, *self.flags]
 
     def probe_command(self, python: str = sys.executable) -> list[str]:
-        return [python, "-m", "ahms_fm.evaluation.probe", "--checkpoint", self.workdir]
+        return [python, "-m", "ahms_fm.evaluation.probe", "--checkpoint", self.workdir,
+                *self.probe_args]
 
 
 def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
@@ -213,8 +217,8 @@ def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
     d = dict(module.get_sweep())
     unknown = sorted(set(d) - set(SWEEP_KEYS))
     if unknown or "sweep" not in d or not (config or d.get("config")):
-        raise SweepError(f"{path}: get_sweep() must return 'config' and 'sweep' "
-                         f"(optional: 'name', 'overrides', 'metrics'); unknown: {unknown}")
+        raise SweepError(f"{path}: get_sweep() must return 'config' and 'sweep' (optional: "
+                         f"{', '.join(repr(k) for k in SWEEP_KEYS[2:])}); unknown: {unknown}")
     fixed = dict(d.get("overrides") or {})
     for text in overrides:
         key, sep, value = text.partition("=")
@@ -225,10 +229,15 @@ def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
     if not points or not all(isinstance(p, Point) for p in points):
         raise SweepError(f"{path}: 'sweep' must be an axis: values(), variants(), product() ...")
     metrics = d.get("metrics") or ()
+    probe_args = d.get("probe_args") or ()
+    if isinstance(probe_args, str) or not all(isinstance(a, str) for a in probe_args):
+        raise SweepError(f"{path}: 'probe_args' must be a list of flag strings, e.g. "
+                         "['--baselines=', '--targets=age,sex']")
     return Sweep(name=_sanitize(d.get("name") or Path(path).stem), config=config or d["config"],
                  points=points, overrides=tuple(fixed.items()),
                  metrics=(metrics,) if isinstance(metrics, str) else tuple(metrics),
-                 source=path)
+                 source=path, probe_args=tuple(probe_args),
+                 group_over=str(d.get("group_over", "seed")))
 
 
 def expand(sweep: Sweep, root="runs/sweeps") -> list[Run]:
@@ -253,7 +262,8 @@ def expand(sweep: Sweep, root="runs/sweeps") -> list[Run]:
             name=f"{sweep.name}/{name}", workdir=os.path.join(str(root), sweep.name, name),
             config=config, overrides=overrides,
             columns=tuple((short[c.column], c.text) for c in point.labels),
-            num_steps=int(loaded.num_steps), index=len(runs) + 1))
+            num_steps=int(loaded.num_steps), index=len(runs) + 1,
+            probe_args=sweep.probe_args))
     return runs
 
 
@@ -525,6 +535,154 @@ def write_summary(runs: list[Run], folder, metrics=()) -> str:
 
 
 # ----------------------------------------------------------------------------
+# The grouped summary: runs that differ only in `group_over` (the seed) pooled, the
+# mean with a t-interval over them, and each group's difference from the first.
+# ----------------------------------------------------------------------------
+
+
+def _t_interval(xs: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t interval of the mean; (mean, nan, nan) below n=2."""
+    from scipy import stats
+
+    n, mean = len(xs), sum(xs) / len(xs)
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = stats.t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def summarize_groups(runs: list[Run], metrics=(), over: str = "seed") -> list[dict]:
+    """One record per (group, metric): the group's label (its swept columns but `over`),
+    n, mean and 95% t-interval over the `over` values, and the mean difference from the
+    first group with its t-interval, paired by the `over` value (same seed: same
+    initialization and data order). Runs missing a metric are left out of that metric."""
+    header, rows = summarize(runs, metrics)
+    swept = header[1:header.index("status")]
+    if over not in swept:
+        return []
+    names = header[header.index("status") + 1:]
+    groups: dict[str, dict[str, dict[str, float]]] = {}
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        label = ",".join(str(cells[c]) for c in swept if c != over) or "all"
+        per_metric = groups.setdefault(label, {})
+        for name in names:
+            v = cells[name]
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                per_metric.setdefault(name, {})[str(cells[over])] = float(v)
+    reference = next(iter(groups), None)
+    out = []
+    for label, per_metric in groups.items():
+        for name in names:
+            got = per_metric.get(name, {})
+            if not got:
+                continue
+            mean, lo, hi = _t_interval(list(got.values()))
+            ref = groups[reference].get(name, {})
+            paired = [got[k] - ref[k] for k in got if k in ref]
+            d, d_lo, d_hi = _t_interval(paired) if paired and label != reference else (
+                (math.nan,) * 3)
+            out.append({"group": label, "metric": name, "n": len(got), "mean": mean,
+                        "low": lo, "high": hi, "diff": d, "diff_low": d_lo,
+                        "diff_high": d_hi, "reference": reference})
+    return out
+
+
+def _interval_text(mean, lo, hi, signed=False) -> str:
+    if math.isnan(mean):
+        return MISSING
+    f = "{:+.3g}" if signed else "{:.3g}"
+    if math.isnan(lo):
+        return f.format(mean)
+    return f"{f.format(mean)} [{f.format(lo)}, {f.format(hi)}]"
+
+
+def groups_markdown(records: list[dict], over: str = "seed") -> str:
+    """Two tables: each group's mean [95% interval over `over`], then its difference
+    from the reference group."""
+    if not records:
+        return ""
+    groups = list(dict.fromkeys(r["group"] for r in records))
+    names = list(dict.fromkeys(r["metric"] for r in records))
+    at = {(r["group"], r["metric"]): r for r in records}
+    ref = records[0]["reference"]
+    n = max(r["n"] for r in records)
+
+    def table(cell):
+        lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for g in groups:
+            lines.append(f"| {g} | " + " | ".join(
+                cell(at[g, m]) if (g, m) in at else MISSING for m in names) + " |")
+        return "\n".join(lines)
+
+    return (f"Mean over {over}s [95% t-interval] (n = {n} per group):\n\n"
+            + table(lambda r: _interval_text(r["mean"], r["low"], r["high"]))
+            + f"\n\nDifference from {ref}, paired by {over} [95% t-interval]:\n\n"
+            + table(lambda r: _interval_text(r["diff"], r["diff_low"], r["diff_high"], True))
+            + "\n")
+
+
+def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed") -> None:
+    """One panel per metric: each run's value as a dot, the group's mean and interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["metric"] for r in records))
+    groups = list(dict.fromkeys(r["group"] for r in records))
+    cols = min(4, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.6 * rows), squeeze=False)
+    at = {(r["group"], r["metric"]): r for r in records}
+    for ax, name in zip(axes.flat, names, strict=False):
+        for i, g in enumerate(groups):
+            r = at.get((g, name))
+            if r is None:
+                continue
+            dots = runs_values.get((g, name), [])
+            ax.plot([i] * len(dots), dots, "o", color="0.6", ms=3)
+            err = [[r["mean"] - r["low"]], [r["high"] - r["mean"]]] if not math.isnan(
+                r["low"]) else None
+            ax.errorbar([i], [r["mean"]], yerr=err, fmt="s", color="C0", capsize=3)
+        ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=8)
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"each run (grey), mean and 95% t-interval over {over}s (blue)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_groups(runs: list[Run], folder, metrics=(), over: str = "seed") -> str:
+    """Write `folder`/groups.md, groups.csv and groups.png; return the Markdown ('' when
+    the sweep has no `over` column)."""
+    records = summarize_groups(runs, metrics, over)
+    if not records:
+        return ""
+    folder = Path(folder)
+    text = groups_markdown(records, over)
+    (folder / "groups.md").write_text(text)
+    keys = list(records[0])
+    (folder / "groups.csv").write_text(csv_table(keys, [[r[k] for k in keys] for r in records]))
+    header, rows = summarize(runs, metrics)
+    swept = header[1:header.index("status")]
+    dots: dict = {}
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        label = ",".join(str(cells[c]) for c in swept if c != over) or "all"
+        for r in records:
+            v = cells.get(r["metric"])
+            if r["group"] == label and isinstance(v, (int, float)):
+                dots.setdefault((label, r["metric"]), []).append(v)
+    plot_groups(records, dots, folder / "groups.png", over)
+    return text
+
+
+# ----------------------------------------------------------------------------
 # Command line.
 # ----------------------------------------------------------------------------
 
@@ -552,6 +710,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def _print_summaries(runs, folder, metrics, over) -> None:
+    print(write_summary(runs, folder, metrics))
+    print(f"# written: {folder / 'summary.md'}, {folder / 'summary.csv'}")
+    grouped = write_groups(runs, folder, metrics, over)
+    if grouped:
+        print(grouped)
+        print(f"# written: {folder / 'groups.md'}, groups.csv, groups.png")
+
+
 def run(argv=None) -> int:
     """Command line `ahms-fm sweep`."""
     argv = sys.argv if argv is None else argv
@@ -570,8 +737,7 @@ def run(argv=None) -> int:
     metrics = args.metrics.split(",") if args.metrics else sweep.metrics
     folder = Path(args.root) / sweep.name
     if args.summary:
-        print(write_summary(every, folder, metrics))
-        print(f"# written: {folder / 'summary.md'}, {folder / 'summary.csv'}")
+        _print_summaries(every, folder, metrics, sweep.group_over)
         return 0
     if args.launcher:
         failed = run_launcher(runs, args.launcher, extra=shlex.split(args.launcher_args),
@@ -579,8 +745,7 @@ def run(argv=None) -> int:
     else:
         failed = run_local(runs, dry_run=args.dry_run, probe=args.probe)
         if not args.dry_run:
-            print(write_summary(every, folder, metrics))
-            print(f"# written: {folder / 'summary.md'}, {folder / 'summary.csv'}")
+            _print_summaries(every, folder, metrics, sweep.group_over)
     if failed:
         print(f"# failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

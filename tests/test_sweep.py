@@ -113,9 +113,9 @@ def test_every_run_of_the_shipped_sweeps_loads_with_its_overrides(name, monkeypa
                 node = node[part]
             assert node == value, (run.name, key)
     if name == "ablations":
-        # 5 variants x 3 seeds, seeds innermost; every run at the study scale, 600 steps.
+        # 3 seeds x 5 variants, seeds outermost; every run at the study scale, 600 steps.
         loaded = sw._load_config(runs[7].config, runs[7].flags)
-        assert runs[7].name == "ablations/no_koleo,seed=1"
+        assert runs[7].name == "ablations/seed=1,no_koleo"
         assert (loaded.loss.koleo_weight, loaded.seed, loaded.num_steps) == (0.0, 1, 600)
         assert loaded.loss.temperature == 0.1 and loaded.input.window_seconds == 20.0
 
@@ -230,3 +230,44 @@ def test_summary_places_metrics_and_marks_missing_ones(tmp_path, capsys):
     header, _ = sw.summarize(sw.expand(sw.load_sweep(path), tmp_path / "runs"),
                              metrics=["loss", "report/*/r2"])
     assert header == ["run", "koleo_weight", "status", "loss", "report/age/r2"]
+
+
+def test_grouped_summary_pools_seeds_with_t_intervals_and_paired_differences(tmp_path,
+                                                                           capsys):
+    from scipy import stats
+
+    path = _sweep_file(tmp_path, '{"config": PPG + ":tiny", "name": "g", "sweep": product('
+                       'values("seed", [0, 1, 2]), variants(["", "no_koleo"])), '
+                       '"probe_args": ["--baselines="]}')
+    runs = sw.expand(sw.load_sweep(path), tmp_path / "runs")
+    assert runs[0].probe_command()[-1] == "--baselines="
+    loss = {("recipe", 0): 4.0, ("recipe", 1): 5.0, ("recipe", 2): 6.0,
+            ("no_koleo", 0): 4.5, ("no_koleo", 1): 6.0, ("no_koleo", 2): 7.5}
+    for (variant, seed), v in loss.items():
+        _write_run(tmp_path / "runs" / "g" / f"seed={seed},{variant}",
+                   [{"step": 3, "loss": v}], step=3)
+    code, lines = _run_cli(capsys, "--sweep", path, "--root", str(tmp_path / "runs"),
+                           "--summary")
+    assert code == 0
+    records = {r["group"]: r for r in sw.summarize_groups(runs, ["loss"])}
+    assert list(records) == ["recipe", "no_koleo"]
+    recipe, other = records["recipe"], records["no_koleo"]
+    # Independent reference: scipy's t interval of the mean.
+    lo, hi = stats.t.interval(0.95, 2, loc=5.0, scale=stats.sem([4.0, 5.0, 6.0]))
+    assert recipe["n"] == 3 and recipe["mean"] == pytest.approx(5.0)
+    assert (recipe["low"], recipe["high"]) == pytest.approx((lo, hi))
+    # Paired by seed: differences 0.5, 1.0, 1.5.
+    lo, hi = stats.t.interval(0.95, 2, loc=1.0, scale=stats.sem([0.5, 1.0, 1.5]))
+    assert other["diff"] == pytest.approx(1.0)
+    assert (other["diff_low"], other["diff_high"]) == pytest.approx((lo, hi))
+    text = (tmp_path / "runs" / "g" / "groups.md").read_text()
+    assert "| no_koleo | 6 [" in text and "Difference from recipe, paired by seed" in text
+    assert (tmp_path / "runs" / "g" / "groups.png").stat().st_size > 0
+    assert any("groups.md" in line for line in lines)
+
+
+def test_probe_args_must_be_a_list_of_strings(tmp_path):
+    path = _sweep_file(tmp_path, '{"config": PPG + ":tiny", "sweep": values("seed", [0]), '
+                       '"probe_args": "--baselines="}')
+    with pytest.raises(SweepError, match="probe_args"):
+        sw.load_sweep(path)

@@ -650,6 +650,33 @@ def test_crossfit_on_noise_is_centred_on_chance():
     assert np.mean(aucs) > 0.46 and np.mean(rs) > -0.07  # standard errors 0.005, 0.009
 
 
+def test_crossfit_scores_are_pooled_without_the_folds_intercepts():
+    """Where every fold's probe is near-constant (the strongest penalty), pooled raw
+    probabilities rank units by their fold's training prevalence: on noise, with 7
+    positives in 40, the pooled AUC averaged 0.41 over 20 cohorts. Fold-standardized
+    logits put it back at chance; within a fold, order and labels are unchanged."""
+    from ahms_fm.evaluation import stats
+
+    aucs = []
+    for rep in range(20):
+        rng = np.random.default_rng(rep)
+        n = 40
+        y = rng.permutation(np.arange(n) < 7).astype(float)[:, None]
+        table = pd.DataFrame({"participant_index": np.arange(n), "split": "train"})
+        units = probe.make_units("participant", table, {"noise": rng.normal(size=(n, 8))})
+        _, pred, _, _, _ = probe.predictions(
+            units.features["noise"], y, np.array([True]), units, "crossfit", folds=5,
+            strengths=np.array([1e6]), seed=rep)
+        aucs.append(stats.roc_auc(y[:, 0], pred[:, 0]))
+    assert abs(np.mean(aucs) - 0.5) < 0.07  # standard error ~0.04 (0.41 before)
+
+    prob = np.array([0.2, 0.1, 0.35, 0.3, 0.05])
+    score, thr = probe.fold_scores(prob, 0.25)
+    assert np.array_equal(np.argsort(score), np.argsort(prob))
+    assert np.array_equal(score >= thr, prob >= 0.25)
+    assert abs(score.mean()) < 1e-12 and abs(score.std() - 1) < 1e-12
+
+
 def test_batch_norm_calibration_matches_the_batch_statistics():
     """The random-init baseline: its eval-mode statistics are re-estimated on data."""
     import jax.numpy as jnp

@@ -214,9 +214,34 @@ def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, 
             test = outer == f
             p, th, s = fit_predict(x, y[:, [j]], binary[[j]], units.groups, test,
                                    folds=folds, strengths=strengths, seed=seed)
+            if binary[j]:
+                p, th = fold_scores(p[:, 0], th[0])
+                p, th = p[:, None], np.array([th])
             pred[test, j], thr[test, j], chosen[f, j] = p[:, 0], th[0], s[0]
             n_train[j] = max(n_train[j], np.isfinite(y[~test, j]).sum())
     return np.ones(n, bool), pred, thr, chosen, n_train
+
+
+def fold_scores(prob, threshold):
+    """One outer fold's probabilities as scores that can be pooled across folds: the
+    logit, centred and scaled by its spread over the fold's test units (and the
+    threshold mapped alike, so each fold's labels are unchanged).
+
+    Why: pooling raw probabilities ranks units of different folds by their probes'
+    intercepts, which follow each training fold's prevalence: the fold trained on more
+    positives holds fewer and scores all its units higher. With little signal (a strong
+    penalty) that offset dominates and the pooled ROC AUC falls below 0.5 (on pure noise,
+    0.476 +- 0.016 over 20 cohorts of 173 with 30 positives; ~0.40 where every fold
+    chose the strongest penalty). Forman & Scholz (SIGKDD Explorations 12(1), 2010) and
+    Airola et al. (Comput. Stat. Data Anal. 55(4), 2011) describe this pooling bias.
+    Only labels-free statistics of the fold's features' scores are used."""
+    z = np.log(np.clip(prob, 1e-300, None)) - np.log(np.clip(1 - prob, 1e-300, None))
+    zt = np.log(threshold) - np.log1p(-threshold) if 0 < threshold < 1 else threshold
+    ok = np.isfinite(z)
+    mu = z[ok].mean() if ok.any() else 0.0
+    sd = z[ok].std() if ok.sum() > 1 else 0.0
+    sd = sd if sd > 0 else 1.0
+    return (z - mu) / sd, (zt - mu) / sd
 
 
 # ----------------------------------------------------------------------------

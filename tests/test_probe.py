@@ -650,11 +650,13 @@ def test_crossfit_on_noise_is_centred_on_chance():
     assert np.mean(aucs) > 0.46 and np.mean(rs) > -0.07  # standard errors 0.005, 0.009
 
 
-def test_crossfit_scores_are_pooled_without_the_folds_intercepts():
+@pytest.mark.parametrize("fit", ["logistic", "ridge"])
+def test_crossfit_scores_are_pooled_without_the_folds_intercepts(fit):
     """Where every fold's probe is near-constant (the strongest penalty), pooled raw
-    probabilities rank units by their fold's training prevalence: on noise, with 7
-    positives in 40, the pooled AUC averaged 0.41 over 20 cohorts. Fold-standardized
-    logits put it back at chance; within a fold, order and labels are unchanged."""
+    scores rank units by their fold's training prevalence: on noise, with 7 positives
+    in 40, the pooled AUC averaged 0.41 over 20 cohorts (logistic; ridge on 0/1 labels,
+    as the quick probe fits, alike). Fold-standardized scores put it back at chance;
+    within a fold, order and labels are unchanged."""
     from ahms_fm.evaluation import stats
 
     aucs = []
@@ -665,8 +667,8 @@ def test_crossfit_scores_are_pooled_without_the_folds_intercepts():
         table = pd.DataFrame({"participant_index": np.arange(n), "split": "train"})
         units = probe.make_units("participant", table, {"noise": rng.normal(size=(n, 8))})
         _, pred, _, _, _ = probe.predictions(
-            units.features["noise"], y, np.array([True]), units, "crossfit", folds=5,
-            strengths=np.array([1e6]), seed=rep)
+            units.features["noise"], y, np.array([fit == "logistic"]), units, "crossfit",
+            folds=5, strengths=np.array([1e6]), seed=rep, ranked=[True])
         aucs.append(stats.roc_auc(y[:, 0], pred[:, 0]))
     assert abs(np.mean(aucs) - 0.5) < 0.07  # standard error ~0.04 (0.41 before)
 

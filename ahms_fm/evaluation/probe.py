@@ -192,11 +192,16 @@ def stratified_folds(groups, y, k: int, seed: int) -> np.ndarray:
     return fold_of[inverse.ravel()]
 
 
-def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed):
+def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed,
+                ranked=None):
     """Held-out predictions for every test unit: (tested mask [n], pred [n, t], thr [n, t],
     chosen strengths [folds or 1, t], labelled training units [t] (most over folds)).
 
-    `crossfit` draws outer folds per target, stratified on it (`stratified_folds`)."""
+    `binary` targets get logistic probes, the others ridge. `crossfit` draws outer folds
+    per target, stratified on it (`stratified_folds`); the `ranked` targets' scores
+    (default: the binary ones; also ridge on 0/1 labels, as the quick probe does) are
+    pooled over folds as `fold_scores`."""
+    ranked = binary if ranked is None else np.asarray(ranked, bool)
     n, t = y.shape
     pred, thr = np.full((n, t), np.nan), np.full((n, t), np.nan)
     n_train = np.zeros(t, int)
@@ -214,18 +219,18 @@ def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, 
             test = outer == f
             p, th, s = fit_predict(x, y[:, [j]], binary[[j]], units.groups, test,
                                    folds=folds, strengths=strengths, seed=seed)
-            if binary[j]:
-                p, th = fold_scores(p[:, 0], th[0])
+            if ranked[j]:
+                p, th = fold_scores(p[:, 0], th[0], logit=bool(binary[j]))
                 p, th = p[:, None], np.array([th])
             pred[test, j], thr[test, j], chosen[f, j] = p[:, 0], th[0], s[0]
             n_train[j] = max(n_train[j], np.isfinite(y[~test, j]).sum())
     return np.ones(n, bool), pred, thr, chosen, n_train
 
 
-def fold_scores(prob, threshold):
-    """One outer fold's probabilities as scores that can be pooled across folds: the
-    logit, centred and scaled by its spread over the fold's test units (and the
-    threshold mapped alike, so each fold's labels are unchanged).
+def fold_scores(score, threshold, *, logit: bool = True):
+    """One outer fold's scores made poolable across folds: centred and scaled by their
+    spread over the fold's test units, after the logit if they are probabilities (and
+    the threshold mapped alike, so each fold's labels are unchanged).
 
     Why: pooling raw probabilities ranks units of different folds by their probes'
     intercepts, which follow each training fold's prevalence: the fold trained on more
@@ -235,8 +240,11 @@ def fold_scores(prob, threshold):
     chose the strongest penalty). Forman & Scholz (SIGKDD Explorations 12(1), 2010) and
     Airola et al. (Comput. Stat. Data Anal. 55(4), 2011) describe this pooling bias.
     Only labels-free statistics of the fold's features' scores are used."""
-    z = np.log(np.clip(prob, 1e-300, None)) - np.log(np.clip(1 - prob, 1e-300, None))
-    zt = np.log(threshold) - np.log1p(-threshold) if 0 < threshold < 1 else threshold
+    if logit:
+        z = np.log(np.clip(score, 1e-300, None)) - np.log(np.clip(1 - score, 1e-300, None))
+        zt = np.log(threshold) - np.log1p(-threshold) if 0 < threshold < 1 else threshold
+    else:
+        z, zt = np.asarray(score, float), threshold
     ok = np.isfinite(z)
     mu = z[ok].mean() if ok.any() else 0.0
     sd = z[ok].std() if ok.sum() > 1 else 0.0

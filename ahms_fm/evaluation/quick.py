@@ -3,7 +3,8 @@
 Every `probe.every_steps` steps the training loop embeds up to
 `probe.max_segments_per_participant` segments of each validation participant,
 averages them per participant, and fits ridge (closed form, also for binary
-targets, scored by ROC AUC) with k-fold cross-fitting over participants. The
+targets, scored by ROC AUC of fold-standardized scores, `probe.fold_scores`) with k-fold
+cross-fitting over participants. The
 numbers go into the run's metrics as `probe/<target>/<metric>`. They track
 whether the embedding is learning something; the full evaluation
 (`ahms-fm probe`) uses the proper protocol and logistic probes.
@@ -73,7 +74,7 @@ def quick_probe(config, split, embed_batch, *, batch_size: int) -> dict[str, flo
         ridge_only = np.zeros(len(kinds), bool)  # closed form for every target
         tested, pred, _, _, _ = probe.predictions(
             units.features["embedding"], y, ridge_only, units, "crossfit", folds=pc.folds,
-            strengths=strengths, seed=pc.seed)
+            strengths=strengths, seed=pc.seed, ranked=[k == "binary" for k in kinds])
         for j, (t, kind) in enumerate(zip(level_targets, kinds, strict=True)):
             ok = tested & np.isfinite(y[:, j])
             if ok.sum() < 10:

@@ -127,6 +127,9 @@ def recipe() -> ml_collections.ConfigDict:
     c.probe.baselines = "random_init,init,handcrafted,demographic,ceiling"
     c.probe.random_seeds = 5  # randomly initialized encoders (seeds other than the run's)
     c.probe.batch_size = 256  # segments per embedding forward pass
+    # Participant identification across time (evaluation/retrieval.py): each participant's
+    # first third of segments queries the last third of everybody's, for every feature set.
+    c.probe.retrieval = True
     # The untrained encoders' (random_init, init) batch-norm statistics, re-estimated on
     # training windows.
     c.probe.calibration_windows = 128

@@ -433,6 +433,12 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
         assert f"- {c['sentence']}" in printed and c["sentence"].startswith(target)
     assert "Did pretraining help?" in printed
 
+    # Participant identification across time, for every feature set.
+    found = {r["features"]: r for r in rep["retrieval"]}
+    assert set(found) == {"embedding", *seeds, "init", "handcrafted"}
+    assert all(0 <= r["low"] <= r["top1"] <= r["high"] <= 1 for r in found.values())
+    assert "Participant identification across time" in printed
+
 
 def test_the_ceiling_of_a_synthetic_cohort_for_participant_targets(tiny_run, monkeypatch):
     """The tiny run's (fresh) synthetic dataset has ground truth: a `ceiling` probe for each

@@ -40,7 +40,7 @@ from ahms_fm.data.synthetic import TRUTH_PREFIX
 from ahms_fm.evaluation import baselines as baselines_lib
 from ahms_fm.evaluation import ceiling as ceiling_lib
 from ahms_fm.evaluation import cohort as cohort_lib
-from ahms_fm.evaluation import compare, embeddings, linear, stats
+from ahms_fm.evaluation import compare, embeddings, linear, retrieval, stats
 from ahms_fm.evaluation import targets as targets_lib
 
 REGRESSION_METRICS = ("mae", "r2", "pearson_r")
@@ -520,11 +520,13 @@ def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=
     results, map_units = probe_features(ev, table, features,
                                         demographic="demographic" in ev.baselines,
                                         ceiling=CEILING in ev.baselines)
+    identified = (retrieval.evaluate(table, features, n_boot=ev.pc.n_boot, level=ev.pc.level,
+                                     seed=ev.pc.seed) if ev.pc.retrieval else [])
     rep = report.write(ev.out_dir, results,
                        {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
                        map_units=map_units, participants=ev.cohort.participants,
                        targets=[t for t in ev.targets if t.level == "participant"],
-                       comparison=compare_results(ev, results))
+                       comparison=compare_results(ev, results), retrieval=identified)
     rep["out_dir"] = str(ev.out_dir)
     return rep
 

@@ -282,23 +282,28 @@ def plot_map(units, targets, participants, path: Path) -> None:
 
 
 def write(out_dir, results, header: dict, *, map_units=None, participants=None,
-          targets=(), comparison=None) -> dict:
+          targets=(), comparison=None, retrieval=None) -> dict:
     """Write report.json, report.md, predictions.csv and the figures; return the report.
 
-    `comparison`: `compare.compare`'s rows (the closing "did pretraining help" table).
+    `comparison`: `compare.compare`'s rows (the closing "did pretraining help" table);
+    `retrieval`: `retrieval.evaluate`'s records (participant identification across time).
     """
     import pandas as pd
 
     from ahms_fm.evaluation import compare
+    from ahms_fm.evaluation import retrieval as retrieval_lib
     from ahms_fm.evaluation.embeddings import json_default
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     level = header.get("probe", {}).get("level", 0.95)
     table = markdown(results, level, comparison)
+    section = retrieval_lib.markdown(retrieval or [], f"{level:.0%}")
+    if section:
+        table = table.rstrip("\n") + "\n" + "\n".join(section) + "\n"
     rep = {**header, "results": [r.to_json() for r in results],
            "random_init_seeds": compare.seed_summary(results),
-           "comparison": comparison or [], "markdown": table}
+           "comparison": comparison or [], "retrieval": retrieval or [], "markdown": table}
     (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=json_default))
     title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
              f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")

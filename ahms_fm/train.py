@@ -318,10 +318,26 @@ class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or Inf; the run stops without checkpointing that state."""
 
 
-def _check_finite(loss: float, step: int) -> None:
+def _check_finite(loss: float, step: int, state=None) -> None:
+    """Stop on a non-finite loss; with `state`, also on any non-finite value in it (the
+    loss is computed before the update that produced the state, so it can be finite
+    while the state already is not)."""
     if not np.isfinite(loss):
         raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without a checkpoint "
                             "of this state")
+    if state is not None:
+        bad = int(_count_nonfinite(state))
+        if bad:
+            raise NonFiniteLoss(f"{bad} non-finite values in the state after step {step} "
+                                f"(its loss was {loss}); stopping without a checkpoint of "
+                                "this state")
+
+
+@jax.jit
+def _count_nonfinite(state) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(state)
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    return sum((jnp.sum(~jnp.isfinite(x)) for x in leaves), jnp.zeros((), jnp.int32))
 
 
 def train_and_evaluate(config, workdir) -> dict:
@@ -421,7 +437,7 @@ def train_and_evaluate(config, workdir) -> dict:
             kept = config.keep_every_steps and step % config.keep_every_steps == 0
             if (step % config.checkpoint_every_steps == 0 or kept or step == config.num_steps
                     or stop):
-                _check_finite(float(out["loss"]), step)  # never checkpoint such a state
+                _check_finite(float(out["loss"]), step, state)  # never checkpoint such a state
                 with monitor.checkpointing():
                     ckpt.save(step, state, data_iter.get_state(), info,
                               metrics=evaluated, force=stop)

@@ -35,3 +35,85 @@ def lock(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Lock the structure: setting or overriding a key that does not exist is an error."""
     config.lock()
     return config
+
+
+class ConfigError(ValueError):
+    """A config value out of its range: the message names the key, the value and the rule."""
+
+
+# (dotted key, rule, what the rule says). Checked once, where a config is used (after
+# command-line overrides): `validate`.
+_RULES = [
+    ("num_steps", lambda v: v >= 1, "a positive integer"),
+    ("batch_size", lambda v: v >= 2, "at least 2 (a contrastive batch needs negatives)"),
+    ("log_every_steps", lambda v: v >= 1, "a positive integer"),
+    ("eval_every_steps", lambda v: v >= 1, "a positive integer"),
+    ("eval_batches", lambda v: v >= 1, "a positive integer"),
+    ("checkpoint_every_steps", lambda v: v >= 1, "a positive integer"),
+    ("keep_checkpoints", lambda v: v >= 1, "a positive integer"),
+    ("keep_every_steps", lambda v: v >= 0, "0 (off) or a positive integer"),
+    ("input.sample_rate", lambda v: v > 0, "a positive rate in Hz"),
+    ("input.window_seconds", lambda v: v > 0, "positive"),
+    ("input.segment_length", lambda v: v >= 1, "positive (sample_rate x window_seconds)"),
+    ("input.channels", lambda v: v >= 1, "a positive integer"),
+    ("loss.temperature", lambda v: v > 0, "positive"),
+    ("loss.koleo_weight", lambda v: v >= 0, "0 or positive"),
+    ("loss.positives", lambda v: v in ("participant", "segment"), "'participant' or 'segment'"),
+    ("loss.name", lambda v: v in ("infonce_koleo", "byol"), "'infonce_koleo' or 'byol'"),
+    ("teacher.kind", lambda v: v in ("ema", "none"), "'ema' or 'none'"),
+    ("teacher.momentum", lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ("optimizer.learning_rate", lambda v: v > 0, "positive"),
+    ("optimizer.weight_decay", lambda v: v >= 0, "0 or positive"),
+    ("optimizer.adam_eps", lambda v: v > 0, "positive"),
+    ("optimizer.grad_clip_norm", lambda v: v >= 0, "0 (off) or positive"),
+    ("schedule.warmup_steps", lambda v: v >= 0, "0 or a positive integer"),
+    ("schedule.halve_every_steps", lambda v: v >= 1, "a positive integer"),
+    ("head.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("model.embed_dim", lambda v: v >= 1, "a positive integer"),
+    ("data.participants", lambda v: v >= 1, "a positive integer"),
+    ("data.segments_per_participant", lambda v: v >= 1, "a positive integer"),
+    ("data.on_error", lambda v: v in ("raise", "skip"), "'raise' or 'skip'"),
+    ("data.sample_by", lambda v: v in ("segment", "participant"), "'segment' or 'participant'"),
+    ("probe.folds", lambda v: v >= 2, "at least 2"),
+    ("probe.n_boot", lambda v: v >= 1, "a positive integer"),
+    ("probe.level", lambda v: 0 < v < 1, "between 0 and 1"),
+    ("probe.every_steps", lambda v: v >= 0, "0 (off) or a positive integer"),
+    ("probe.num_strengths", lambda v: v >= 1, "a positive integer"),
+    ("probe.random_seeds", lambda v: v >= 0, "0 or a positive integer"),
+]
+_AUGMENT_PROBABILITIES = ("cut_out", "magnitude_warp", "time_warp", "gaussian_noise",
+                          "channel_permute")
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        if part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
+
+
+def validate(config, what: str = "config") -> None:
+    """Refuse a config with a value out of range, naming every such key at once.
+
+    Called where a config starts being used (training, ingestion), after overrides; keys a
+    config does not have (older or partial configs) are not checked."""
+    problems = []
+    rules = list(_RULES) + [(f"augment.{a}.p", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+                            for a in _AUGMENT_PROBABILITIES]
+    for key, ok, rule in rules:
+        value = _get(config, key)
+        if value is _MISSING:
+            continue
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            problems.append(f"{key} must be {rule}, got {value!r}")
+    if problems:
+        raise ConfigError(f"{what}: " + "; ".join(problems))

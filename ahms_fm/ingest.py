@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm.auto import tqdm
 
+from ahms_fm import config_utils
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
 
@@ -46,6 +47,7 @@ def source_from_config(config) -> dataset.Source:
 
 def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
     """Build the dataset `config` describes (reused if it exists); returns its folder."""
+    config_utils.validate(config)
     source = source_from_config(config)
     spec = ModalitySpec.from_config(config)
     bar = tqdm(total=len(source.participants), unit="participant", disable=not progress,

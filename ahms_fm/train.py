@@ -24,7 +24,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ahms_fm import augment, checkpoint, host_memory, losses, metrics
+from ahms_fm import augment, checkpoint, config_utils, host_memory, losses, metrics
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec
@@ -348,6 +348,7 @@ def train_and_evaluate(config, workdir) -> dict:
     as checkpoint 0, kept for good: the probe's "init" baseline is the run's own
     starting point. Returns the last logged metrics.
     """
+    config_utils.validate(config)
     initialize_distributed()
     workdir = checkpoint.as_path(workdir)  # a local folder or gs://bucket/run
     mesh = make_mesh()

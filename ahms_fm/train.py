@@ -28,6 +28,7 @@ from ahms_fm import augment, checkpoint, config_utils, host_memory, losses, metr
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec
+from ahms_fm.lock import WorkdirLock
 from ahms_fm.models import Predictor, ProjectionHead, encoder_from_config
 from ahms_fm.monitor import Monitor
 
@@ -351,6 +352,12 @@ def train_and_evaluate(config, workdir) -> dict:
     config_utils.validate(config)
     initialize_distributed()
     workdir = checkpoint.as_path(workdir)  # a local folder or gs://bucket/run
+    # One trainer per workdir (lock.py): process 0 holds the lock for the whole run.
+    with WorkdirLock(workdir, active=jax.process_index() == 0) as held:
+        return _train(config, workdir, held)
+
+
+def _train(config, workdir, held: WorkdirLock) -> dict:
     mesh = make_mesh()
     batch_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
@@ -419,6 +426,7 @@ def train_and_evaluate(config, workdir) -> dict:
             if step % config.log_every_steps == 0 or step == config.num_steps:
                 last = {k: float(v) for k, v in jax.device_get(out).items()}
                 monitor.log(step, last)
+                held.refresh()
                 _check_finite(last["loss"], step)
             else:
                 monitor.count_step()

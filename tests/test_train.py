@@ -309,3 +309,20 @@ def test_ablation_variants_train(variant):
         assert "predictor" in state["params"]
     if variant == "bf16":  # parameters stay float32
         assert {x.dtype for x in jax.tree.leaves(state["params"])} == {jnp.dtype("float32")}
+
+
+def test_a_second_trainer_on_a_workdir_is_refused(data_dir, tmp_path):
+    """Before: both crashed inside Orbax and interleaved metrics.jsonl."""
+    first = _start(tmp_path, data_dir, steps=12)
+    lock = tmp_path / "lock.json"
+    deadline = time.time() + 300
+    while not lock.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert lock.exists(), "the first trainer never took the lock"
+    second = _start(tmp_path, data_dir, steps=12)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode != 0
+    assert f"is in use by process {first.pid} on {socket.gethostname()}" in out
+    _finish(first)
+    assert sorted(_losses(tmp_path)) == list(range(1, 13))  # one trainer's lines only
+    assert not lock.exists()  # released at the end

@@ -85,6 +85,12 @@ class Checkpoints:
         )
         return restored.state, restored.data, restored.info
 
+    def read_info(self, step: int | None = None) -> dict:
+        """The `info` item alone (the config a run was saved with), without the state."""
+        step = self.latest_step() if step is None else step
+        return self._manager.restore(
+            step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
+
     def wait(self):
         self._manager.wait_until_finished()
 

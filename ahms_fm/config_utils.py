@@ -117,3 +117,42 @@ def validate(config, what: str = "config") -> None:
             problems.append(f"{key} must be {rule}, got {value!r}")
     if problems:
         raise ConfigError(f"{what}: " + "; ".join(problems))
+
+
+# Keys a resumed run may change: when and what it logs, evaluates and keeps, where the
+# data lives, how it is read. Anything else would make the resumed run a different one.
+RESUMABLE = ("num_steps", "log_every_steps", "eval_every_steps", "eval_batches",
+             "checkpoint_every_steps", "keep_checkpoints", "keep_every_steps", "best_metric",
+             "probe.*", "data.data_dir", "data.source_dir", "data.num_workers", "data.prefetch")
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_differences(saved: dict, now: dict) -> tuple[list[str], list[str]]:
+    """(refused, allowed): "key: saved -> now" for each key whose value differs between
+    the config a run was saved with and the one it is resumed with (JSON dicts). A key
+    only one of them has (the code added or removed it since) is allowed: no user can
+    add keys to a locked config."""
+    import fnmatch
+
+    a, b = flatten(saved), flatten(now)
+    refused, allowed = [], []
+    for key in sorted(set(a) | set(b)):
+        if key not in a or key not in b:
+            allowed.append(f"{key}: {'not in the checkpoint' if key in b else 'no longer'}"
+                           " a config key")
+            continue
+        if a[key] == b[key]:
+            continue
+        line = f"{key}: {a[key]!r} -> {b[key]!r}"
+        (allowed if any(fnmatch.fnmatchcase(key, p) for p in RESUMABLE) else refused).append(line)
+    return refused, allowed

@@ -28,7 +28,7 @@ class Monitor:
     and `loss`), the same scalars as TensorBoard events, and a console line."""
 
     def __init__(self, workdir, config, spec, *, total_steps: int, devices: int,
-                 active: bool = True):
+                 active: bool = True, fresh: bool = True):
         self.active = active
         self.total = total_steps
         self.devices = devices
@@ -49,8 +49,11 @@ class Monitor:
             workdir = Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
             home = workdir if self._remote is None else self._remote  # written once: direct
-            (home / "config.json").write_text(config.to_json_best_effort(indent=2))
-            (home / "modality_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
+            # A resumed run keeps the config.json it was started with (changes that a
+            # resume allows are logged by the trainer, not written over the original).
+            if fresh or not (home / "config.json").exists():
+                (home / "config.json").write_text(config.to_json_best_effort(indent=2))
+                (home / "modality_spec.json").write_text(json.dumps(spec.to_dict(), indent=2))
             from tensorboardX import SummaryWriter
 
             self._local = workdir

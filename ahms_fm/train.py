@@ -315,6 +315,25 @@ class _Preemption:
         signal.signal(signal.SIGTERM, self._previous)
 
 
+class ResumeMismatch(ValueError):
+    """A run resumed with a config that differs from its checkpoint's in keys that may not
+    change on resume (config_utils.RESUMABLE)."""
+
+
+def _check_resume(saved: dict, now: dict, workdir, step: int) -> None:
+    refused, allowed = config_utils.resume_differences(saved, now)
+    if refused:
+        raise ResumeMismatch(
+            f"{workdir}: resuming from step {step} with a config that differs from the "
+            f"checkpoint's in {len(refused)} key(s) a resumed run may not change:\n  "
+            + "\n  ".join(refused) + "\nUse the run's own config (its config.json) or "
+            "another --workdir. Keys that may change on resume: "
+            + ", ".join(config_utils.RESUMABLE))
+    if allowed:
+        logging.warning("%s: resuming from step %d with changed %s", workdir, step,
+                        "; ".join(allowed))
+
+
 class NonFiniteLoss(FloatingPointError):
     """The loss became NaN or Inf; the run stops without checkpointing that state."""
 
@@ -394,11 +413,22 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                                   best_metric=config.best_metric)
     fresh = ckpt.latest_step() is None
     if not fresh:
+        saved = ckpt.latest_step()
+        _check_resume(ckpt.read_info()["config"], info["config"], workdir, saved)
+        if saved >= config.num_steps:
+            ckpt.close()
+            logging.warning("%s: the run is finished (step %d of num_steps %d); nothing to "
+                            "do (raise num_steps to train further)", workdir, saved,
+                            config.num_steps)
+            print(f"{workdir}: finished at step {saved} (num_steps {config.num_steps}); "
+                  "nothing to do", flush=True)
+            return {}
         state, data_state, _ = ckpt.restore(checkpoint.abstract(state))
         data_iter.set_state(data_state)
         logging.info("resumed from step %d", int(state["step"]))
     monitor = Monitor(workdir, config, spec, total_steps=config.num_steps,
-                      devices=jax.device_count(), active=jax.process_index() == 0)
+                      devices=jax.device_count(), active=jax.process_index() == 0,
+                      fresh=fresh)
     preemption = _Preemption()
     step = int(state["step"])
     last = {}

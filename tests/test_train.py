@@ -326,3 +326,27 @@ def test_a_second_trainer_on_a_workdir_is_refused(data_dir, tmp_path):
     _finish(first)
     assert sorted(_losses(tmp_path)) == list(range(1, 13))  # one trainer's lines only
     assert not lock.exists()  # released at the end
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run_says_so(reference, data_dir,
+                                                                   tmp_path):
+    """Before: batch size 16 -> 32 resumed silently, a changed architecture failed deep
+    in Orbax, and config.json was overwritten."""
+    run = tmp_path / "run"
+    shutil.copytree(reference, run)
+    original = (run / "config.json").read_text()
+    changed = _start(run, data_dir, steps=9, extra=["--config.batch_size=32",
+                                                    "--config.model.embed_dim=40"])
+    out, _ = changed.communicate(timeout=300)
+    assert changed.returncode != 0
+    assert "batch_size: 16 -> 32" in out and "model.embed_dim: 36 -> 40" in out
+    assert "num_steps" not in out.split("may not change:")[1].split("Use the run")[0]
+    assert (run / "config.json").read_text() == original
+    assert _steps_saved(run) == _steps_saved(reference)
+
+    out = _finish(_start(run, data_dir, steps=STEPS))
+    assert f"finished at step {STEPS} (num_steps {STEPS}); nothing to do" in out
+    out = _finish(_start(run, data_dir, steps=STEPS + 1, extra=["--config.log_every_steps=2"]))
+    assert "resuming from step 6 with changed" in out and "log_every_steps: 1 -> 2" in out
+    assert STEPS + 1 in _steps_saved(run)
+    assert (run / "config.json").read_text() == original

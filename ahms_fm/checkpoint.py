@@ -20,7 +20,9 @@ Kept (any one reason suffices; the rest are deleted as later ones are saved):
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
@@ -85,6 +87,49 @@ class Checkpoints:
         )
         return restored.state, restored.data, restored.info
 
+    def restore_latest_good(self, abstract_state, check_info=None):
+        """(step, state, data, info) of the latest checkpoint that reads back and matches
+        its checksums, trying older ones (with a warning naming the step and what was
+        wrong) when the latest is corrupt; the corrupt ones are moved to
+        `corrupt_checkpoints/` beside the checkpoints folder, so that training on does
+        not collide with them. `check_info(info, step)` runs on the info before any state
+        is read: what it raises (a changed config) propagates."""
+        problems, bad = [], []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            where = f"{self.directory / str(step)}"
+            try:
+                info = self.read_info(step)
+            except Exception as e:  # any unreadable checkpoint is skipped, whatever the error
+                problems.append(f"{where}: info unreadable ({type(e).__name__}: {e})")
+            else:
+                if check_info is not None:
+                    check_info(info, step)
+                try:
+                    state, data, info = self.restore(abstract_state, step)
+                    verify(state, info.get("checksums"), where)
+                except Exception as e:
+                    problems.append(f"{where}: {type(e).__name__}: {e}")
+                else:
+                    if bad:
+                        self._set_aside(bad)
+                    return step, state, data, info
+            bad.append(step)
+            logging.warning("checkpoint %s is unusable, trying the previous one: %s", where,
+                            problems[-1])
+        raise CorruptCheckpoint(f"{self.directory}: no usable checkpoint:\n  "
+                                + "\n  ".join(problems))
+
+    def _set_aside(self, steps) -> None:
+        aside = self.directory.parent / "corrupt_checkpoints"
+        aside.mkdir(parents=True, exist_ok=True)
+        for step in steps:
+            target = aside / str(step)
+            if target.exists():
+                target = aside / f"{step}.{len(list(aside.iterdir()))}"
+            (self.directory / str(step)).rename(target)
+            logging.warning("moved the corrupt checkpoint %s to %s", step, target)
+        self._manager.reload()
+
     def read_info(self, step: int | None = None) -> dict:
         """The `info` item alone (the config a run was saved with), without the state."""
         step = self.latest_step() if step is None else step
@@ -97,6 +142,59 @@ class Checkpoints:
     def close(self):
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+class CorruptCheckpoint(RuntimeError):
+    """No checkpoint of a run reads back intact."""
+
+
+def _leaf_sum(x) -> jax.Array:
+    """A position-weighted sum of a leaf's raw bits (uint32 words, modulo 2**32)."""
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_:
+        words = x.astype(jnp.uint32)
+    else:
+        unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize]
+        words = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+    words = words.ravel()
+    weights = jnp.arange(words.size, dtype=jnp.uint32) % jnp.uint32(65521) + jnp.uint32(1)
+    return jnp.sum(words * weights, dtype=jnp.uint32)
+
+
+_tree_sums = jax.jit(lambda tree: jax.tree.map(_leaf_sum, tree))
+
+
+def checksums(tree) -> dict[str, int]:
+    """Per-leaf checksums of a state ("path/to/leaf" -> int), computed where the arrays
+    live (device or host); saved with each checkpoint, compared when it is restored."""
+    sums = jax.device_get(_tree_sums(tree))
+    return {jax.tree_util.keystr(path): int(v)
+            for path, v in jax.tree_util.tree_leaves_with_path(sums)}
+
+
+PLAUSIBLE = 1e8  # no trained weight, optimizer moment or batch-norm statistic is larger
+
+
+def verify(tree, expected: dict | None, where: str, *, partial: bool = False) -> None:
+    """Raise CorruptCheckpoint naming the arrays whose checksum differs from `expected`
+    (`partial`: `tree` is a part of the saved state, e.g. the teacher alone). Checkpoints
+    saved without checksums (older runs) are checked for plausibility only: finite, and
+    no value above PLAUSIBLE in magnitude."""
+    if expected is None:
+        bad = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(tree)
+               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+               and not bool(jnp.all(jnp.abs(jnp.asarray(x)) <= PLAUSIBLE))]
+        if bad:
+            raise CorruptCheckpoint(f"{where}: non-finite or implausibly large (> {PLAUSIBLE:g})"
+                                    f" values in {', '.join(bad[:5])}")
+        return
+    got = checksums(tree)
+    keys = set(got) if partial else set(got) | set(expected)
+    wrong = sorted(k for k in keys if got.get(k) != expected.get(k))
+    if wrong:
+        raise CorruptCheckpoint(f"{where}: {len(wrong)} array(s) differ from the checksums "
+                                f"saved with them: {', '.join(wrong[:5])}"
+                                + (" ..." if len(wrong) > 5 else ""))
 
 
 def is_remote(path) -> bool:

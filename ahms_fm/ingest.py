@@ -11,6 +11,7 @@ how recordings become segments. The dataset goes to `data.data_dir`.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -45,8 +46,28 @@ def source_from_config(config) -> dataset.Source:
     return sources.byo_source(d.dataset, d.source_dir, d.byo_spec, spec, quality, **kwargs)
 
 
+def fingerprint(config) -> dict:
+    """Everything a dataset's build depends on, as JSON: the source (its folder, resolved;
+    a bring-your-own spec's contents), the synthetic cohort's size and seed, and how
+    recordings become segments (`input`, `preprocess`, `quality`, `data.on_error`)."""
+    d = config.data
+    out = {"dataset": d.dataset, "modality": config.modality,
+           "input": config.input.to_dict(), "preprocess": config.preprocess.to_dict(),
+           "quality": config.quality.to_dict(), "on_error": d.on_error}
+    if d.dataset == f"synthetic_{config.modality}":
+        out["synthetic"] = {"participants": d.participants, "seed": d.synthetic_seed,
+                            "segments_per_participant": d.segments_per_participant}
+    else:
+        out["source_dir"] = str(Path(d.source_dir).resolve()) if d.source_dir else ""
+        if d.byo_spec:
+            out["byo_spec"] = Path(d.byo_spec).read_text() if Path(d.byo_spec).is_file() \
+                else d.byo_spec
+    return json.loads(json.dumps(out, default=list))
+
+
 def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
-    """Build the dataset `config` describes (reused if it exists); returns its folder."""
+    """Build the dataset `config` describes (reused if it exists and was built from the
+    same inputs; refused, naming the differences, if not); returns its folder."""
     config_utils.validate(config)
     source = source_from_config(config)
     spec = ModalitySpec.from_config(config)
@@ -54,6 +75,7 @@ def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
                desc=f"ingest {source.name}")
     try:
         path = dataset.build(source, spec, config.data.data_dir, overwrite=overwrite,
+                             fingerprint=fingerprint(config),
                              storage_dtype=config.preprocess.storage_dtype, progress=bar.update)
     finally:
         bar.close()

@@ -413,17 +413,17 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                                   best_metric=config.best_metric)
     fresh = ckpt.latest_step() is None
     if not fresh:
-        saved = ckpt.latest_step()
-        _check_resume(ckpt.read_info()["config"], info["config"], workdir, saved)
+        # The latest checkpoint that reads back intact (older ones if it is corrupt), its
+        # config compared with this one before any state is read.
+        saved, state, data_state, _ = ckpt.restore_latest_good(
+            checkpoint.abstract(state),
+            lambda saved_info, at: _check_resume(saved_info["config"], info["config"],
+                                                 workdir, at))
         if saved >= config.num_steps:
             ckpt.close()
-            logging.warning("%s: the run is finished (step %d of num_steps %d); nothing to "
-                            "do (raise num_steps to train further)", workdir, saved,
-                            config.num_steps)
             print(f"{workdir}: finished at step {saved} (num_steps {config.num_steps}); "
-                  "nothing to do", flush=True)
+                  "nothing to do (raise num_steps to train further)", flush=True)
             return {}
-        state, data_state, _ = ckpt.restore(checkpoint.abstract(state))
         data_iter.set_state(data_state)
         logging.info("resumed from step %d", int(state["step"]))
     monitor = Monitor(workdir, config, spec, total_steps=config.num_steps,
@@ -441,7 +441,8 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
             evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
             monitor.log(0, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
             with monitor.checkpointing():
-                ckpt.save(0, state, data_iter.get_state(), info)  # not a "best" candidate
+                ckpt.save(0, state, data_iter.get_state(),  # not a "best" candidate
+                          {**info, "checksums": checkpoint.checksums(state)})
         while step < config.num_steps:
             with monitor.waiting_for_data():
                 batch = to_global(next(data_iter), batch_sharding)
@@ -478,7 +479,8 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                     or stop):
                 _check_finite(float(out["loss"]), step, state)  # never checkpoint such a state
                 with monitor.checkpointing():
-                    ckpt.save(step, state, data_iter.get_state(), info,
+                    ckpt.save(step, state, data_iter.get_state(),
+                              {**info, "checksums": checkpoint.checksums(state)},
                               metrics=evaluated, force=stop)
                     if stop:
                         ckpt.wait()

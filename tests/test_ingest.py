@@ -1,6 +1,7 @@
 """Ingestion end to end: the real datasets in ../shared/data and the synthetic cohort."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -151,3 +152,45 @@ def test_a_corrupt_file_stops_the_run_or_is_skipped_by_name(tmp_path):
     errors = D.load_metadata(path)["summary"]["errors"]
     assert [e[0] for e in errors] == [bad] and "nan" in errors[0][1].lower()
     assert f"{bad}:" in format_summary(path)
+
+
+def test_a_dataset_built_from_other_inputs_is_refused_not_reused(tmp_path):
+    """Before: ingesting again under one name with another source_dir, quality setting or
+    channel count returned the old dataset and printed its old summary."""
+    spec = _byo_cohort(tmp_path / "cohort")
+    config = _byo_config(tmp_path, spec)
+    path = ingest(config, progress=False)
+    built = (path / D.METADATA).stat().st_mtime_ns
+    assert ingest(_byo_config(tmp_path, spec), progress=False) == path  # same inputs: reused
+    assert (path / D.METADATA).stat().st_mtime_ns == built
+
+    other = _byo_cohort(tmp_path / "elsewhere", n=8)
+    changed = _byo_config(tmp_path, other)
+    changed.quality.heart_rate_bpm = (40.0, 200.0)
+    with pytest.raises(D.DatasetMismatch) as refused:
+        ingest(changed, progress=False)
+    text = str(refused.value)
+    assert str(path) in text and "--overwrite" in text
+    assert "quality.heart_rate_bpm: [30.0, 220.0] -> [40.0, 200.0]" in text
+    assert f"source_dir: '{tmp_path / 'cohort'}' -> '{tmp_path / 'elsewhere'}'" in text
+    assert ingest(changed, overwrite=True, progress=False) == path  # rebuilt on request
+    assert D.load_metadata(path)["summary"]["participants"] == 8
+
+
+def test_a_killed_builds_folder_is_removed_by_the_next_build(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    spec = _byo_cohort(tmp_path / "cohort")
+    config = _byo_config(tmp_path, spec)
+    parent = tmp_path / "datasets" / "my_cohort"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname().replace(".", "_")
+    orphan = parent / f"incomplete.{host}.{dead.pid}.deadbeef.1.0.0"
+    running = parent / f"incomplete.{host}.{os.getpid()}.cafef00d.1.0.0"  # alive: kept
+    for folder in (orphan, running):
+        (folder / "x").mkdir(parents=True)
+    ingest(config, progress=False)
+    assert not orphan.exists() and running.exists()

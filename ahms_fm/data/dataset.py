@@ -31,13 +31,17 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import shutil
+import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 from array_record.python import array_record_module
 
 from ahms_fm.data.preprocess import REASONS, ModalitySpec
@@ -172,19 +176,51 @@ class _ShardWriter:
         return self.prefix.rsplit("-", 1)[1], self.lengths, self.num_bytes
 
 
+class DatasetMismatch(ValueError):
+    """A dataset exists under this name but was built from other inputs."""
+
+
+def check_fingerprint(path, fingerprint: dict | None) -> None:
+    """Refuse to reuse the dataset at `path` if it was built from other inputs than
+    `fingerprint` describes, naming each difference (datasets built before fingerprints
+    were stored are reused, with a warning)."""
+    if fingerprint is None:
+        return
+    stored = load_metadata(path).get("fingerprint")
+    if stored is None:
+        logging.warning("%s was built before datasets recorded their inputs; reusing it "
+                        "unchecked (ingest with --overwrite to rebuild)", path)
+        return
+    from ahms_fm.config_utils import flatten
+
+    a, b = flatten(stored), flatten(fingerprint)
+    diff = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
+            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if diff:
+        raise DatasetMismatch(
+            f"{path} was built from other inputs than these:\n  " + "\n  ".join(diff)
+            + "\nIngest with --overwrite to rebuild it, or set another data.data_dir.")
+
+
 def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float16",
-          progress=None, overwrite=False, shard_bytes: int = 1 << 30) -> Path:
-    """Write the dataset (or reuse it if it exists); returns its folder.
+          progress=None, overwrite=False, shard_bytes: int = 1 << 30,
+          fingerprint: dict | None = None) -> Path:
+    """Write the dataset (or reuse it if it exists and its stored `fingerprint`, what it
+    was built from, matches); returns its folder.
 
     Records stream to disk as the source yields them (memory stays bounded);
     everything is written into a temporary folder that is renamed at the very
-    end, so an interrupted or failed run leaves no dataset behind.
+    end, so an interrupted or failed run leaves no dataset behind. Temporary folders
+    left by a killed build are removed first.
     """
     final = _dataset_path(data_dir, source)
     if (final / METADATA).exists() and not overwrite:
+        check_fingerprint(final, fingerprint)
         return final
+    _remove_orphans(final.parent, final.name)
     progress = progress or (lambda n: None)
-    tmp = final.parent / f"incomplete.{uuid.uuid4().hex[:8]}.{final.name}"
+    host = socket.gethostname().replace(".", "_")
+    tmp = final.parent / f"incomplete.{host}.{os.getpid()}.{uuid.uuid4().hex[:8]}.{final.name}"
     tmp.mkdir(parents=True)
     try:
         meta = _write_splits(source, spec, tmp, storage_dtype, progress, shard_bytes)
@@ -198,6 +234,8 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
             description=source.description, homepage=source.homepage or None,
             citation=source.citation or None,
         )
+        if fingerprint is not None:
+            meta["fingerprint"] = fingerprint
         with open(tmp / METADATA, "w") as f:
             json.dump(_json_safe(meta), f)
         if final.exists():
@@ -207,6 +245,35 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _remove_orphans(parent: Path, name: str) -> None:
+    """Delete the `incomplete.<host>.<pid>.<id>.<name>` build folders that a killed build
+    on this host left behind (its process is gone); a build running now keeps its own."""
+    if not parent.is_dir():
+        return
+    host = socket.gethostname().replace(".", "_")
+    for orphan in parent.glob(f"incomplete.*.{name}"):
+        parts = orphan.name.split(".")
+        if len(parts) == 2 + len(name.split(".")):  # incomplete.<id>.<name>: older code
+            gone = time.time() - orphan.stat().st_mtime > 3600
+        elif parts[1] != host or not parts[2].isdigit():
+            continue  # another machine's build: cannot tell whether it runs
+        else:
+            gone = not _process_alive(int(parts[2]))
+        if gone:
+            logging.warning("removing %s, left by an interrupted build", orphan)
+            shutil.rmtree(orphan, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) -> dict:

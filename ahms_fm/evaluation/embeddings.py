@@ -32,7 +32,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ahms_fm import train
+from ahms_fm import checkpoint, train
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec, segment_recording
 from ahms_fm.data.recording import DataError, Recording
 
@@ -282,6 +282,7 @@ def load_encoder(path, *, which: str = "teacher", step: int | None = None) -> En
     as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
     restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
         item=item, restore_args=as_numpy, partial_restore=True))
+    checkpoint.verify(restored, info.get("checksums"), str(step_dir), partial=True)
     return Encoder(config, spec, model, restored[keys[0]], restored[keys[1]],
                    step=int(step_dir.name), which=which, source=str(step_dir))
 

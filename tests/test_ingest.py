@@ -194,3 +194,19 @@ def test_a_killed_builds_folder_is_removed_by_the_next_build(tmp_path):
         (folder / "x").mkdir(parents=True)
     ingest(config, progress=False)
     assert not orphan.exists() and running.exists()
+
+
+def test_a_csv_timed_at_an_odd_rate_is_ingested(tmp_path):
+    """Before: a CSV timed at 100.3 Hz stopped the whole run, in raise and in skip mode,
+    with a bare 'cannot resample 100.29999977494391 Hz to 64.0 Hz'."""
+    spec = _byo_cohort(tmp_path / "cohort", n=4)
+    t = np.arange(150 * 100.3) / 100.3
+    lines = ["time,ppg"] + [f"{a:.6f},{np.sin(2 * np.pi * 1.1 * a):.5f}" for a in t]
+    (tmp_path / "cohort" / "sub01" / "day1.csv").write_text("\n".join(lines))
+    path = ingest(_byo_config(tmp_path, spec), progress=False)
+    records = [r for s in ("train", "validation", "test")
+               for r in D.load_split(path, s).records]
+    meta = D.load_metadata(path)
+    index = next(i for i, p in enumerate(meta["participants"]) if p["participant"] == "sub01")
+    odd = [r for r in records if r["participant_index"] == index]
+    assert len(odd) == 2 and all(abs(r["heart_rate"] - 66.0) < 1.0 for r in odd)

@@ -50,6 +50,35 @@ def test_resample_matches_the_same_wave_sampled_at_the_target_rate():
     assert z.shape == (3840, 1)
 
 
+@pytest.mark.parametrize("rate", [100.3, 100.29999977494391, 97.65625, 1000.7])
+def test_any_positive_rate_resamples_onto_the_target_grid(rate):
+    """Before: 100.3 Hz (or a rate estimated from timestamps) failed with 'cannot resample
+    ... with a small ratio', killing the whole ingestion."""
+    seconds = 60.0
+    x = np.sin(2 * np.pi * 1.2 * np.arange(round(rate * seconds)) / rate)[:, None]
+    y = resample(x, rate, 64.0)
+    assert abs(len(y) - 64.0 * seconds) <= 2
+    # The same wave sampled at 64 Hz: the time axis is right within the tolerance.
+    expected = np.sin(2 * np.pi * 1.2 * np.arange(len(y)) / 64.0)
+    np.testing.assert_allclose(y[64:-64, 0], expected[64:-64], atol=2e-2)
+
+
+def test_a_preprocessing_failure_is_a_data_error_naming_the_file(monkeypatch):
+    """Any library error inside preprocessing names the file (so on_error=skip skips it)."""
+    from ahms_fm.data import preprocess
+    from ahms_fm.data.recording import Recording
+
+    def broken(*args, **kwargs):
+        raise ValueError("filter exploded")
+
+    monkeypatch.setattr(preprocess, "bandpass", broken)
+    rec = Recording("p1", "r1", pulse_train(64.0, 120, 70, np.random.default_rng(0))[:, None],
+                    64.0, "cohort/p1/r1.csv")
+    with pytest.raises(DataError, match="cohort/p1/r1.csv: preprocessing failed "
+                       r"\(ValueError: filter exploded\)"):
+        preprocess.segment_recording(rec, PPG, Q)
+
+
 def test_resample_has_no_transient_at_the_ends_of_a_signal_on_an_offset():
     # Raw PPG sits on a large offset; zero padding would make the ends dip by ~the offset.
     t_hi = np.arange(6_000) / 100.0

@@ -148,13 +148,25 @@ class Segments:
 # ----------------------------------------------------------------------------
 
 
+RATE_TOLERANCE = 1e-4  # relative: 0.006 bpm at 60 bpm, 0.36 s of drift an hour
+
+
 def resample(x: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
-    """Polyphase resampling along axis 0 (anti-aliased; exact ratio up to 1/1000)."""
+    """Polyphase resampling along axis 0 (anti-aliased), by the closest ratio up/down
+    with down <= 10,000: exact for the usual rates, and within RATE_TOLERANCE of the
+    target for any positive rate (a clock at 100.3 Hz, or 100.29999977 from timestamps)."""
+    if not (np.isfinite(rate) and rate > 0):
+        raise ValueError(f"sampling rate must be a positive number of Hz, got {rate}")
     if rate == target_rate:
         return x
-    ratio = fractions.Fraction(target_rate / rate).limit_denominator(1000)
-    if abs(float(ratio) - target_rate / rate) > 1e-6 * target_rate / rate:
-        raise ValueError(f"cannot resample {rate} Hz to {target_rate} Hz with a small ratio")
+    want = target_rate / rate
+    for limit in (1000, 10_000):  # short filters where they suffice
+        ratio = fractions.Fraction(want).limit_denominator(limit)
+        if ratio > 0 and abs(float(ratio) - want) <= RATE_TOLERANCE * want:
+            break
+    else:
+        raise ValueError(f"cannot resample {rate} Hz to {target_rate} Hz within "
+                         f"{RATE_TOLERANCE:g} of the rate")
     # padtype "line": the default zero padding makes a filter transient at both ends of
     # any signal on an offset (raw PPG sits on a large one), enough to reject end windows.
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line")
@@ -402,11 +414,17 @@ def segment_array(
 def segment_recording(
     rec: Recording, spec: ModalitySpec, quality: QualitySpec | None, hop_seconds: float = 0.0
 ) -> Segments:
-    """`segment_array` on a reader's `Recording` (its accelerometer used for motion)."""
-    return segment_array(
-        rec.signal, rec.sample_rate, spec, quality, hop_seconds=hop_seconds,
-        accel=rec.accel, accel_rate=rec.accel_rate, source=rec.source,
-    )
+    """`segment_array` on a reader's `Recording` (its accelerometer used for motion).
+    Any failure is a `DataError` naming the recording's file."""
+    try:
+        return segment_array(
+            rec.signal, rec.sample_rate, spec, quality, hop_seconds=hop_seconds,
+            accel=rec.accel, accel_rate=rec.accel_rate, source=rec.source,
+        )
+    except DataError:
+        raise
+    except Exception as e:  # a library's error: named, so on_error="skip" can skip it
+        raise DataError(rec.source, f"preprocessing failed ({type(e).__name__}: {e})") from e
 
 
 def preprocess_windows(

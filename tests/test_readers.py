@@ -545,3 +545,34 @@ def test_scan_folder_e4_exports(tmp_path):
     recs = list(scan_folder(tmp_path, {"pattern": "S*", "participants_csv": None}))
     assert [r.participant for r in recs] == ["S1", "S2"]
     assert readers.E4_BVP_RATE == recs[0].sample_rate
+
+
+def test_one_file_per_recording_and_links_reported(tmp_path):
+    """Before: a WFDB record's .hea and .dat both matched by */* were two copies of one
+    recording; rec.csv beside rec.npy likewise; broken links were passed over silently."""
+    import wfdb
+
+    (tmp_path / "p1").mkdir()
+    x = np.random.default_rng(4).normal(size=(1000, 1))
+    wfdb.wrsamp("rec", fs=250, units=["mV"], sig_name=["I"], p_signal=x, fmt=["16"],
+                write_dir=str(tmp_path / "p1"))
+    (tmp_path / "p1" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    spec = {"pattern": "*/*", "participants_csv": None}
+    errors = []
+    recs = list(scan_folder(tmp_path, spec, on_error="skip", errors=errors))
+    assert [(r.recording, len(r.signal)) for r in recs] == [("p1/rec", 1000)]
+    assert [(Path(p).name, why) for p, why in errors] == [
+        ("gone.csv", "a symbolic link to nothing (or to itself)")]
+    with raises_naming("gone.csv", "symbolic link"):
+        list(scan_folder(tmp_path, spec))
+
+    (tmp_path / "p1" / "gone.csv").unlink()
+    np.save(tmp_path / "p1" / "day.npy", x)
+    (tmp_path / "p1" / "day.csv").write_text("ppg\n" + "1\n" * 640)
+    with raises_naming(tmp_path, r"recording 'p1/day' is given by 2 files \(day.csv, day.npy\)"):
+        scan_folder(tmp_path, {**spec, "sample_rate": 64})
+    (tmp_path / "p1" / "day.csv").unlink()
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p2" / "copy.npy").symlink_to(tmp_path / "p1" / "day.npy")
+    with raises_naming("copy.npy", "is the same file as"):
+        scan_folder(tmp_path, {**spec, "sample_rate": 64})

@@ -709,6 +709,34 @@ def _participant_of(path: Path, root: Path, spec: ByoSpec) -> str:
     return path.parent.name
 
 
+def _raise(path, problem: str):
+    raise DataError(path, problem)
+
+
+def _one_file_per_recording(paths: list[Path], root: Path) -> list[Path]:
+    """The files to read, one per recording: a WFDB record is its `.hea` (the header names
+    its signal files, which `*` patterns also match); two files with one recording id
+    (`rec.csv` beside `rec.npy`) or one file reached twice (links) are refused."""
+    by_id: dict[str, list[Path]] = {}
+    for p in paths:
+        by_id.setdefault(p.relative_to(root).with_suffix("").as_posix(), []).append(p)
+    out, seen = [], {}
+    for rec_id, group in by_id.items():
+        headers = [p for p in group if p.suffix.lower() == ".hea"]
+        group = headers or group
+        if len(group) > 1:
+            raise DataError(root, f"recording {rec_id!r} is given by {len(group)} files ("
+                            f"{', '.join(p.name for p in group)}): keep one, or narrow the "
+                            "spec's pattern")
+        real = group[0].resolve()
+        if real in seen:
+            raise DataError(group[0], f"is the same file as {seen[real]} (a link): one "
+                            "recording would be read twice")
+        seen[real] = group[0]
+        out.append(group[0])
+    return out
+
+
 def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
                 errors: list | None = None, only=None) -> Iterator[Recording]:
     """Lazily read every recording of a bring-your-own cohort described by `spec`.
@@ -730,9 +758,13 @@ def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
             raise DataError(table_path, "participants table named in the spec is missing (set "
                                         "participants_csv to None for an unlabelled cohort)")
         known = read_participants_csv(table_path, spec.id_column)
-    paths = sorted(p for p in root.glob(spec.pattern)
-                   if (p.is_file() or (p / "BVP.csv").is_file())
-                   and (table_path is None or p.resolve() != table_path.resolve()))
+    matched = sorted(root.glob(spec.pattern))
+    for link in (p for p in matched if p.is_symlink() and not p.exists()):
+        _attempt(lambda p=link: _raise(p, "a symbolic link to nothing (or to itself)"),
+                 on_error, errors)
+    paths = _one_file_per_recording(
+        [p for p in matched if (p.is_file() or (p / "BVP.csv").is_file())
+         and (table_path is None or p.resolve() != table_path.resolve())], root)
     if not paths:
         raise DataError(root, f"no recordings match {spec.pattern!r}")
 

@@ -576,3 +576,19 @@ def test_one_file_per_recording_and_links_reported(tmp_path):
     (tmp_path / "p2" / "copy.npy").symlink_to(tmp_path / "p1" / "day.npy")
     with raises_naming("copy.npy", "is the same file as"):
         scan_folder(tmp_path, {**spec, "sample_rate": 64})
+
+
+def test_a_csv_cut_off_mid_row_is_warned_and_its_cut_row_dropped(tmp_path, caplog):
+    """Before: the cut value was kept as if whole, and nothing said the file was cut."""
+    rows = [f"{i / 64:.6f},{np.sin(i / 10):.6f}" for i in range(640)]
+    whole = tmp_path / "whole.csv"
+    whole.write_text("time,ppg\n" + "\n".join(rows))  # no final newline: fine
+    assert len(read_file(whole).signal) == 640 and "cut off" not in caplog.text
+    cut = tmp_path / "cut.csv"
+    cut.write_text("time,ppg\n" + "\n".join(rows[:300]) + "\n" + rows[300][:-4])
+    rec = read_file(cut)
+    assert len(rec.signal) == 300
+    np.testing.assert_allclose(rec.signal[-1, 0], float(rows[299].split(",")[1]))
+    assert "cut.csv: the file ends in the middle of line 302" in caplog.text
+    (tmp_path / "short.csv").write_text("time,ppg\n" + "\n".join(rows[:300]) + "\n0.5")
+    assert len(read_file(tmp_path / "short.csv").signal) == 300  # a row without its value

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
 from ahms_fm.data.recording import DataError, Recording
 
@@ -267,9 +268,42 @@ def _read_csv(path: Path, sample_rate, channels, participant, recording) -> Reco
                      low_memory=False)
     if len(df) == 0:
         raise DataError(path, "no samples (header only)")
+    if _cut_mid_row(path, len(names)):
+        logging.warning("%s: the file ends in the middle of line %d (no newline, a field "
+                        "shorter than the line above): probably cut off, e.g. by an "
+                        "interrupted copy; that line is dropped, and the recording may be "
+                        "shorter than it should be", path, len(df) + 1)
+        df = df.iloc[:-1]
+        if len(df) == 0:
+            raise DataError(path, "no complete samples (the only row is cut off)")
     columns = {n: df[n] for n in names}
     return _columns_to_recording(path, columns, lambda r: f"line {r + 2}", sample_rate,
                                  channels, participant, recording)
+
+
+def _cut_mid_row(path: Path, n_fields: int) -> bool:
+    """Whether the file ends part-way through its last row: no final newline, and that row
+    has fewer fields, or fewer decimals in a field, than the row above it."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        size = f.tell()
+        f.seek(max(0, size - 4096))
+        tail = f.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return False
+    lines = tail.decode("utf-8", errors="replace").splitlines()
+    if len(lines) < 2:
+        return False
+    last, above = (next(csv.reader([line])) for line in lines[-2:][::-1])
+    if len(last) < n_fields:
+        return True
+
+    def decimals(field: str) -> int:
+        field = field.strip()
+        return len(field.split(".", 1)[1]) if "." in field and _is_number(field) else -1
+
+    return any(0 <= decimals(a) and decimals(b) < decimals(a)
+               for a, b in zip(above, last, strict=False))
 
 
 def _read_parquet(path: Path, sample_rate, channels, participant, recording) -> Recording:

@@ -78,7 +78,22 @@ def _parse(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, list[s
     for item in args.env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item, flags=re.S):
             p.error(f"--env {item!r}: expected KEY=VALUE")
+    # Every value ends up in a shell command or a job script: no line breaks or other
+    # control characters, which would start a new command or #SBATCH line.
+    for name, value in [*vars(args).items(), *(("--config.*", o) for o in overrides)]:
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and re.search(r"[\x00-\x1f\x7f]", text):
+                p.error(f"--{name.replace('_', '-').lstrip('-')} {text!r}: control characters "
+                        "(line breaks, tabs, ...) are not allowed")
     return args, overrides
+
+
+def _sbatch_value(value: str, what: str) -> str:
+    """A value for an #SBATCH line: sbatch splits those lines at spaces, so a value
+    with spaces is double-quoted (one with a double quote or a '#' is refused)."""
+    if re.search(r'["#]', value):
+        raise LaunchError(f"{what} {value!r}: '\"' and '#' cannot go into an #SBATCH line")
+    return f'"{value}"' if re.search(r"\s", value) else value
 
 
 def resolve_config(spec: str, *, inside_repo: bool = False) -> str:
@@ -331,14 +346,17 @@ def slurm_script(args, overrides) -> str:
     """The batch script: one task per GPU (or per node), srun, and a time-limit warning
     that becomes SIGTERM for training (checkpoint at the step boundary) and a requeue."""
     tasks = args.gpus_per_node if args.per == "gpu" else 1
-    directives = [f"--job-name={args.job_name}", f"--nodes={args.nodes}",
+    v = _sbatch_value
+    directives = [f"--job-name={v(args.job_name, '--job-name')}", f"--nodes={args.nodes}",
                   f"--ntasks-per-node={tasks}", f"--gpus-per-node={args.gpus_per_node}"]
     for flag, value in (("cpus-per-task", args.cpus_per_task), ("partition", args.partition),
                         ("account", args.account), ("time", args.time)):
         if value:
-            directives.append(f"--{flag}={value}")
-    directives += [f"--output={args.output}", "--open-mode=append",  # one log across requeues
-                   "--requeue", f"--signal=B:USR1@{args.grace}", *args.sbatch]
+            directives.append(f"--{flag}={v(str(value), '--' + flag)}")
+    directives += [f"--output={v(args.output, '--output')}",
+                   "--open-mode=append",  # one log across requeues
+                   "--requeue", f"--signal=B:USR1@{args.grace}",
+                   *(v(o, "--sbatch") for o in args.sbatch)]
     train = shlex.join(["srun", "--kill-on-bad-exit=1",
                         *train_argv(args.python, args.config, args.workdir, overrides)])
     env = {"AHMS_FM_DISTRIBUTED": "1"}  # train.py: jax.distributed.initialize() reads SLURM_*
@@ -571,6 +589,11 @@ def tpu_pod(argv=None) -> int:
     p.add_argument("--data-from", metavar="GS_URI",
                    help="copy this datasets/ folder to every worker before training")
     args, overrides = _parse(p, argv)
+    # Cloud TPU names: lowercase letters, digits and hyphens, a letter first, <= 63 long.
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", args.name):
+        raise LaunchError(f"--name {args.name!r}: a TPU name is lowercase letters, digits and "
+                          "hyphens, starts with a letter, ends with a letter or digit, and is "
+                          "at most 63 characters")
     if not args.workdir.startswith("gs://"):
         raise LaunchError(f"--workdir {args.workdir!r}: TPU workers have separate disks, so "
                           "the workdir must be in Cloud Storage (gs://bucket/path)")
@@ -610,7 +633,7 @@ def _run_tpu(args, worker) -> int:
             if args.ship == "tar":
                 sh.comment("ship the working tree: tracked and untracked files, not ignored ones")
                 sh.run(f"mkdir -p build && git ls-files -z --cached --others --exclude-standard "
-                       f"| tar --null -T - -czf {tarball}")
+                       f"| tar --null -T - -czf {shlex.quote(tarball)}")
                 sh.run(g.scp(tarball, "ahms_fm.tgz"))
             sh.comment("install on every worker")
             sh.run(g.ssh(worker["install"]))

@@ -347,6 +347,32 @@ def test_bad_input_is_an_error_that_names_the_problem(args, message):
     assert done.stdout == ""  # nothing printed as if it would run
 
 
+@pytest.mark.parametrize("launcher, args, message", [
+    # Before: the name went unquoted into a tar path and ran the injected command.
+    ("tpu_pod", ["--workdir", "gs://b/r", "--reuse", "--name", "x;touch PWNED;y"],
+     "--name 'x;touch PWNED;y': a TPU name is lowercase letters"),
+    ("tpu_pod", ["--workdir", "gs://b/r", "--reuse", "--name", "Upper"], "a TPU name"),
+    # Before: a line break put a line into the job script and disabled the later #SBATCH.
+    ("slurm", ["--workdir", "/tmp/r", "--account", "acc\ntouch PWNED"],
+     "--account 'acc\\ntouch PWNED': control characters"),
+    ("slurm", ["--workdir", "/tmp/r", "--job-name", 'a"b'], "cannot go into an #SBATCH line"),
+    ("local", ["--workdir", "/tmp/r\rx"], "control characters"),
+    ("slurm", ["--workdir", "/tmp/r", "--config.seed=1\n#"], "control characters"),
+])
+def test_names_and_values_cannot_inject_commands(tmp_path, launcher, args, message):
+    done = _launch(launcher, "--config", "../configs/ppg.py:tiny", *args, "--dry-run",
+                   check=False)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert done.stdout == "" and not (ROOT / "tests" / "PWNED").exists()
+
+
+def test_slurm_quotes_a_log_path_with_spaces(tmp_path):
+    out = tmp_path / "my logs" / "job-%j.out"
+    script = _launch("slurm", "--config", "../configs/ppg.py:tiny", "--workdir",
+                     str(tmp_path / "r"), "--output", str(out), "--script").stdout
+    assert f'#SBATCH --output="{out}"' in script.splitlines()
+
+
 # ----------------------------------------------------------------------------
 # A gs:// workdir: paths are not mangled; the monitor uploads whole files.
 # ----------------------------------------------------------------------------

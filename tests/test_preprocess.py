@@ -232,3 +232,16 @@ def test_vectorized_flat_runs_match_a_run_by_run_count():
                         start = j
             expected.append(covered.mean())
         np.testing.assert_allclose(_flat_fraction(x, min_run), expected)
+
+
+def test_overflowing_amplitudes_are_rejected_by_name_without_numpy_warnings():
+    """Before: 1e300 amplitudes became NaN in filtering and were rejected as 'heart_rate',
+    after pages of RuntimeWarnings."""
+    import warnings
+
+    x = 1e300 * pulse_train(64.0, 130, 70, np.random.default_rng(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any NumPy warning fails the test
+        with pytest.raises(DataError, match=r"big.csv: amplitudes out of range: \|value\| up "
+                           r"to 1\.\d+e\+300"):
+            segment_array(x, 64.0, PPG, Q, source="big.csv")

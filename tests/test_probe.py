@@ -714,3 +714,37 @@ def jax_conv(x, kernel):
     return jax.lax.conv_general_dilated(
         x, kernel, window_strides=(2,), padding="SAME",
         dimension_numbers=("NWC", "WIO", "NWC"))
+
+
+def test_targets_that_cannot_be_probed_are_reported_and_none_is_an_error(tiny_run,
+                                                                        monkeypatch):
+    """Before: such targets were dropped with a log line; with none left the command wrote
+    an empty report, after embedding everything, and exited 0."""
+    monkeypatch.chdir(tiny_run)
+    embedded = []
+    real_embed = probe.embed
+    monkeypatch.setattr(probe, "embed", lambda *a, **k: embedded.append(1) or real_embed(*a, **k))
+    with pytest.raises(probe.NoTargets) as none:
+        probe.run_probe("run", target_texts="age>200,hypertension>5", out_dir="nothing",
+                        baselines="", progress=False)
+    assert none.value.reasons == {"age>200": "one class only (every label is 0)",
+                                  "hypertension>5": "one class only (every label is 0)"}
+    assert not embedded and not (tiny_run / "nothing").exists()  # checked before embedding
+
+    rep = probe.run_probe("run", target_texts="age,age>200", out_dir="some", baselines="",
+                          progress=False, probe_overrides={"n_boot": 50})
+    assert rep["skipped"] == {"age>200": "one class only (every label is 0)"}
+    assert "Not probed: age>200 (one class only (every label is 0))." in (
+        tiny_run / "some" / "report.md").read_text()
+    assert {r["target"] for r in rep["results"]} == {"age"}
+
+
+def test_the_probe_command_exits_non_zero_when_nothing_can_be_probed(tiny_run):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "ahms_fm.evaluation.probe", "--checkpoint",
+                           "run", "--targets", "age>200", "--baselines="], cwd=tiny_run,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "none of the targets can be probed: age>200 (one class only" in done.stderr

@@ -592,3 +592,14 @@ def test_a_csv_cut_off_mid_row_is_warned_and_its_cut_row_dropped(tmp_path, caplo
     assert "cut.csv: the file ends in the middle of line 302" in caplog.text
     (tmp_path / "short.csv").write_text("time,ppg\n" + "\n".join(rows[:300]) + "\n0.5")
     assert len(read_file(tmp_path / "short.csv").signal) == 300  # a row without its value
+
+
+def test_an_over_long_cell_is_named_briefly(tmp_path):
+    t = np.arange(640) / 64
+    path = tmp_path / "long.csv"
+    path.write_text("time,ppg\n0," + "1" * 2_000_000 + "\n"
+                    + "\n".join(f"{a:.6f},1" for a in t[1:]))
+    with raises_naming("long.csv", r"line 2, column 'ppg': cannot parse '1111.*\(2,000,000 "
+                       r"characters\) as a number") as info:
+        read_file(path)
+    assert len(str(info.value)) < 200 + len(str(path))

@@ -149,6 +149,7 @@ class Segments:
 
 
 RATE_TOLERANCE = 1e-4  # relative: 0.006 bpm at 60 bpm, 0.36 s of drift an hour
+MAX_AMPLITUDE = 1e30  # no physical unit or ADC count of a biosignal comes near
 
 
 def resample(x: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
@@ -369,6 +370,11 @@ def segment_array(
         raise DataError(
             source, f"{x.shape[1]} channel(s), but the {spec.modality} spec expects {spec.channels}"
         )
+    finite = np.isfinite(x)
+    peak = float(np.max(np.abs(x[finite]))) if finite.any() else 0.0
+    if peak > MAX_AMPLITUDE:  # filtering and z-scoring would overflow into NaN
+        raise DataError(source, f"amplitudes out of range: |value| up to {peak:.3g}, above "
+                        f"{MAX_AMPLITUDE:g} in any unit (a corrupt or mis-scaled file?)")
     length = spec.segment_length
     hop_s = hop_seconds or spec.window_seconds
     duration = len(x) / sample_rate

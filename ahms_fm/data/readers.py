@@ -195,6 +195,12 @@ class _NonNumeric:
     type: object
 
 
+def _shown(value, limit: int = 40) -> str:
+    """A cell as an error message shows it: whole if short, else its start and length."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} characters)"
+
+
 def _numeric_column(path, name: str, series, where: Callable[[int], str]) -> np.ndarray:
     import pandas as pd
 
@@ -206,7 +212,7 @@ def _numeric_column(path, name: str, series, where: Callable[[int], str]) -> np.
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataError(path, f"{where(row)}, column {name!r}: cannot parse "
-                                  f"{series.iloc[row]!r} as a number")
+                                  f"{_shown(series.iloc[row])} as a number")
         series = parsed
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     _check_finite(path, values, lambda r: f"{where(r)}, column {name!r}")

@@ -306,8 +306,9 @@ def _warn_edge(where, target, features, edge, chosen, strengths):
 
 
 def probe_units(units: Units, targets, participants, probe_config, where: str,
-                feature_sets=None) -> list[Result]:
-    """Every (target, feature set) probe at one level."""
+                feature_sets=None, skipped: dict | None = None) -> list[Result]:
+    """Every (target, feature set) probe at one level; targets that cannot be probed are
+    left out, their reason put in `skipped` (target name -> reason)."""
     y, kinds = target_matrix(units, targets, participants, where)
     binary = np.array([k == "binary" for k in kinds], bool)
     protocol = protocol_for(units, probe_config.protocol, probe_config.min_test_participants)
@@ -316,10 +317,13 @@ def probe_units(units: Units, targets, participants, probe_config, where: str,
     for fname, x in units.features.items():
         use = [j for j, t in enumerate(targets)
                if feature_sets is None or fname in feature_sets.get(t.name, (fname,))]
-        usable = [j for j in use if _enough(y[:, j], binary[j], units, protocol)]
-        for j in set(use) - set(usable):
-            logging.warning("%s: target %s skipped for %s: too few labelled units", where,
-                            targets[j].name, fname)
+        reasons = {j: unprobeable(y[:, j], binary[j], units, protocol) for j in use}
+        usable = [j for j in use if reasons[j] is None]
+        for j in sorted(set(use) - set(usable)):
+            logging.warning("%s: target %s skipped for %s: %s", where, targets[j].name, fname,
+                            reasons[j])
+            if skipped is not None:
+                skipped.setdefault(targets[j].name, reasons[j])
         if not usable:
             continue
         tested, pred, thr, chosen, n_train = predictions(
@@ -342,12 +346,39 @@ def probe_units(units: Units, targets, participants, probe_config, where: str,
     return results
 
 
-def _enough(y, binary, units, protocol, minimum=10) -> bool:
+def unprobeable(y, binary, units, protocol, minimum=10) -> str | None:
+    """Why a target's labels `y` (NaN = missing) cannot be probed, or None."""
     labelled = np.isfinite(y)
+    if not labelled.any():
+        return "no unit has a label"
+    if binary and not 0 < np.sum(y[labelled]) < labelled.sum():
+        return f"one class only (every label is {int(y[labelled][0])})"
     test = labelled & units.is_test if protocol in HELD_OUT else labelled
-    if test.sum() < minimum or labelled.sum() < 2 * minimum:
-        return False
-    return not binary or 0 < np.nansum(y[labelled]) < labelled.sum()
+    if labelled.sum() < 2 * minimum:
+        return f"{int(labelled.sum())} labelled units, fewer than {2 * minimum}"
+    if test.sum() < minimum:
+        return f"{int(test.sum())} labelled test units, fewer than {minimum}"
+    return None
+
+
+def check_targets(ev) -> dict[str, str]:
+    """Before anything is embedded: the participant targets whose labels, over the cohort's
+    participants, cannot support a probe (no label, one class): name -> reason."""
+    participants = ev.cohort.participants
+    found = {}
+    for t in ev.targets:
+        if t.level != "participant":
+            continue
+        raw = [p.get(t.column) for p in participants]
+        if not any(t.column in p for p in participants):
+            found[t.name] = f"the participant table has no column {t.column!r}"
+            continue
+        y, kind = targets_lib.values(t, raw)
+        if not np.isfinite(y).any():
+            found[t.name] = "no participant has a label"
+        elif kind == "binary" and not 0 < np.nansum(y) < np.isfinite(y).sum():
+            found[t.name] = f"one class only (every label is {int(y[np.isfinite(y)][0])})"
+    return found
 
 
 # ----------------------------------------------------------------------------
@@ -355,6 +386,15 @@ def _enough(y, binary, units, protocol, minimum=10) -> bool:
 # ----------------------------------------------------------------------------
 
 KNOWN_BASELINES = ("random_init", "init", "handcrafted", "demographic", "ceiling")
+
+
+class NoTargets(ValueError):
+    """None of the requested targets can be probed; the message gives each one's reason."""
+
+    def __init__(self, where: str, reasons: dict):
+        self.reasons = dict(reasons)
+        super().__init__(f"{where}: none of the targets can be probed: " + "; ".join(
+            f"{name} ({why})" for name, why in reasons.items()))
 resolve_dataset = cohort_lib.resolve_dataset  # where it used to live (the notebook uses it)
 
 
@@ -459,7 +499,7 @@ def baseline_features(ev: Evaluation, progress: bool) -> dict:
 
 
 def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool,
-                   ceiling: bool = False):
+                   ceiling: bool = False, skipped: dict | None = None):
     """Every probe of `features` (per segment, rows of `table`) at both levels:
     (results, the participant-level units or None). `demographic` and `ceiling` add
     those per-participant feature sets to the participant-level probes (where the
@@ -483,7 +523,7 @@ def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool,
         only = {t.name: [f for f in units.features if f != "demographic"]
                 + (["demographic"] if t.is_condition() else []) for t in level_targets}
         results += probe_units(units, level_targets, participants, ev.pc, ev.cohort.where,
-                               only)
+                               only, skipped)
         if level == "participant":
             map_units = units
     return results, map_units
@@ -509,24 +549,30 @@ def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=
                  test_dataset=test_dataset, data_dir=data_dir, target_texts=target_texts,
                  out_dir=out_dir, which=which, baselines=baselines,
                  probe_overrides=probe_overrides)
-    ev.out_dir.mkdir(parents=True, exist_ok=True)
+    skipped = check_targets(ev)  # before any embedding: fail fast, write nothing
+    if len(skipped) == len(ev.targets):
+        raise NoTargets(ev.cohort.where, skipped)
     encoder = embeddings.load_encoder(ev.step_dir, which=ev.which)
     table, z = embed(ev, encoder, progress)
+    features = {"embedding": z, **baseline_features(ev, progress)}
+    results, map_units = probe_features(ev, table, features,
+                                        demographic="demographic" in ev.baselines,
+                                        ceiling=CEILING in ev.baselines, skipped=skipped)
+    if not any(r.features == "embedding" for r in results):
+        raise NoTargets(ev.cohort.where, skipped)
+    ev.out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     embeddings.write_embeddings(
         table.assign(embedding=list(z)), ev.out_dir / "embeddings.parquet",
         metadata={"checkpoint": str(ev.step_dir), "step": encoder.step, "which": ev.which,
                   "modality_spec": encoder.spec.to_dict(), "dataset": ev.cohort.where})
-    features = {"embedding": z, **baseline_features(ev, progress)}
-    results, map_units = probe_features(ev, table, features,
-                                        demographic="demographic" in ev.baselines,
-                                        ceiling=CEILING in ev.baselines)
     identified = (retrieval.evaluate(table, features, n_boot=ev.pc.n_boot, level=ev.pc.level,
                                      seed=ev.pc.seed) if ev.pc.retrieval else [])
     rep = report.write(ev.out_dir, results,
                        {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
                        map_units=map_units, participants=ev.cohort.participants,
                        targets=[t for t in ev.targets if t.level == "participant"],
-                       comparison=compare_results(ev, results), retrieval=identified)
+                       comparison=compare_results(ev, results), retrieval=identified,
+                       skipped=skipped)
     rep["out_dir"] = str(ev.out_dir)
     return rep
 

@@ -282,7 +282,7 @@ def plot_map(units, targets, participants, path: Path) -> None:
 
 
 def write(out_dir, results, header: dict, *, map_units=None, participants=None,
-          targets=(), comparison=None, retrieval=None) -> dict:
+          targets=(), comparison=None, retrieval=None, skipped=None) -> dict:
     """Write report.json, report.md, predictions.csv and the figures; return the report.
 
     `comparison`: `compare.compare`'s rows (the closing "did pretraining help" table);
@@ -299,11 +299,15 @@ def write(out_dir, results, header: dict, *, map_units=None, participants=None,
     level = header.get("probe", {}).get("level", 0.95)
     table = markdown(results, level, comparison)
     section = retrieval_lib.markdown(retrieval or [], f"{level:.0%}")
+    if skipped:
+        section += ["", "Not probed: " + "; ".join(f"{name} ({why})"
+                                                  for name, why in skipped.items()) + "."]
     if section:
         table = table.rstrip("\n") + "\n" + "\n".join(section) + "\n"
     rep = {**header, "results": [r.to_json() for r in results],
            "random_init_seeds": compare.seed_summary(results),
-           "comparison": comparison or [], "retrieval": retrieval or [], "markdown": table}
+           "comparison": comparison or [], "retrieval": retrieval or [],
+           "skipped": dict(skipped or {}), "markdown": table}
     (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=json_default))
     title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
              f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")

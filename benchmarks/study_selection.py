@@ -67,6 +67,7 @@ def score(table, feats, participants):
             folds=5,
             strengths=np.logspace(-2, 7, 10),
             seed=0,
+            ranked=binary,  # AUC of fold-standardized scores (probe.fold_scores)
         )
         r = {}
         for j, t in enumerate(TARGETS):

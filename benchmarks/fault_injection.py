@@ -63,9 +63,10 @@ def _logged_losses(workdir: Path) -> dict[int, list[float]]:
     return out
 
 
-def _writing(workdir: Path) -> bool:
+def _temporary(workdir: Path) -> set[str]:
+    """Orbax's temporary folders: checkpoints being written (or left by a kill)."""
     ckpts = workdir / "checkpoints"
-    return ckpts.is_dir() and any("tmp" in p.name for p in ckpts.iterdir())
+    return {p.name for p in ckpts.iterdir() if "tmp" in p.name} if ckpts.is_dir() else set()
 
 
 def _state(workdir: Path, step: int):
@@ -108,11 +109,12 @@ def main() -> int:
     faulted = tmp / "faulted"
     kills = 0
     while kills < args.kills:
+        left = _temporary(faulted)  # by the last kill; the new process removes them
         proc = _start(faulted, data_dir, args.steps, env)
         in_write = kills % 2 == 1
         done_before = max(_logged_losses(faulted), default=0)
-        if in_write:  # wait for Orbax's temporary folder, then kill at once
-            while proc.poll() is None and not _writing(faulted):
+        if in_write:  # wait for a new temporary folder (a write begun), then kill at once
+            while proc.poll() is None and not (_temporary(faulted) - left):
                 time.sleep(0.005)
         else:  # after a random number of new steps (0: during start-up), plus a jitter
             target = done_before + rng.randint(0, 3)
@@ -130,7 +132,7 @@ def main() -> int:
                        if q.name.isdigit()) if (faulted / "checkpoints").is_dir() else []
         print(f"kill {kills:2d} ({'inside a checkpoint write' if in_write else 'random'}): "
               f"last logged step {max(_logged_losses(faulted), default=0)}, checkpoints "
-              f"{saved}, temporary folder {'present' if _writing(faulted) else 'absent'}")
+              f"{saved}, temporary folders {sorted(_temporary(faulted)) or 'none'}")
     proc = _start(faulted, data_dir, args.steps, env)
     if proc.wait() != 0:
         print("the final resumption failed")

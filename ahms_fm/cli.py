@@ -1,41 +1,74 @@
-"""The `ahms-fm` command: `ahms-fm [train] --config ...`, `ahms-fm ingest --config ...`,
-`ahms-fm probe --checkpoint ...`, `ahms-fm sweep --sweep ...`, `ahms-fm curves RUN ...`.
+"""The `ahms-fm` command: one program per subcommand, picked here, so their flags never
+meet. `ahms-fm --help` lists them; `ahms-fm X --help` shows X's own flags.
 
-Each subcommand is its own program (python -m ahms_fm.main, python -m
-ahms_fm.ingest, python -m ahms_fm.sweep, python -m ahms_fm.curves); this only picks
-one, so their flags never meet.
+Expected user errors (a bad file, config value, flag, checkpoint or workdir) print one
+line naming the problem and exit 2; `--debug` anywhere shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = ("train", "ingest", "probe", "sweep", "curves")
+# name -> (module with run(argv), one line of help)
+COMMANDS = {
+    "train": ("ahms_fm.main", "pretrain (or resume) on a dataset; checkpoints to --workdir"),
+    "ingest": ("ahms_fm.ingest", "recordings or the synthetic cohort -> a dataset"),
+    "probe": ("ahms_fm.evaluation.command",
+              "linear probes of a checkpoint's embeddings, with baselines and intervals"),
+    "sweep": ("ahms_fm.sweep", "many runs from one config (the paper's ablations ...)"),
+    "curves": ("ahms_fm.curves", "training curves of one or several runs from metrics.jsonl"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: ahms-fm COMMAND [flags]   (ahms-fm COMMAND --help for its flags)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`ahms-fm --config ...` without a command trains. --debug: tracebacks "
+              "instead of one-line errors.", "docs: README.md, docs/"]
+    return "\n".join(lines)
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The errors that are the user's to fix, said in one line."""
+    from ahms_fm.config_utils import ConfigError
+    from ahms_fm.data.dataset import DatasetMismatch
+    from ahms_fm.data.recording import DataError
+    from ahms_fm.lock import WorkdirBusy
+
+    found = [ConfigError, DataError, DatasetMismatch, WorkdirBusy, FileNotFoundError]
+    for module, name in (("ahms_fm.train", "ResumeMismatch"), ("ahms_fm.train", "NonFiniteLoss"),
+                         ("ahms_fm.checkpoint", "CorruptCheckpoint"),
+                         ("ahms_fm.evaluation.probe", "NoTargets")):
+        if module in sys.modules:  # only a loaded module can have raised it
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
 
 
 def run():
-    given = len(sys.argv) > 1 and not sys.argv[1].startswith("-")
-    command = sys.argv[1] if given else "train"
+    argv = list(sys.argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    given = len(argv) > 1 and not argv[1].startswith("-")
+    if not given and (len(argv) == 1 or argv[1] in ("-h", "--help")):
+        print(usage())
+        return 0
+    command = argv[1] if given else "train"
     if command not in COMMANDS:
-        sys.exit(f"ahms-fm: unknown command {command!r}; commands: {', '.join(COMMANDS)}")
-    argv = [f"{sys.argv[0]} {command}", *sys.argv[2 if given else 1:]]
-    if command == "ingest":
-        from ahms_fm import ingest
+        print(f"ahms-fm: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    program = [f"{argv[0]} {command}", *argv[2 if given else 1:]]
+    import importlib
 
-        return ingest.run(argv)
-    if command == "probe":
-        from ahms_fm.evaluation import probe
-
-        return probe.run(argv)
-    if command == "sweep":
-        from ahms_fm import sweep
-
-        return sweep.run(argv)
-    if command == "curves":
-        from ahms_fm import curves
-
-        return curves.run(argv)
-    from ahms_fm import main
-
-    sys.argv = argv
-    return main.run()
+    module = importlib.import_module(COMMANDS[command][0])
+    try:
+        if command == "train":  # absl reads sys.argv
+            sys.argv = program
+            return module.run()
+        return module.run(program)
+    except Exception as e:
+        if debug or not isinstance(e, user_errors()):
+            raise
+        print(f"ahms-fm {command}: error: {e}", file=sys.stderr)
+        return 2

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm.auto import tqdm
 
-from ahms_fm import config_utils
+from ahms_fm import cli_help, config_utils
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
 
@@ -108,6 +108,14 @@ def run(argv=None):
     """Command line (flags are defined here, so importing this module defines none)."""
     config = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
     overwrite = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
+    argv = argv or sys.argv
+    if cli_help.wants_help(argv):
+        cli_help.print_help(argv, __name__, "Build the dataset a config describes (TFDS, "
+                            "ArrayRecord) from recordings or the synthetic cohort.", [
+                                "ahms-fm ingest --config configs/ecg.py:cinc2017,study",
+                                "ahms-fm ingest --config configs/ppg.py --config.data.dataset="
+                                "my_cohort --config.data.source_dir=recordings "
+                                "--config.data.byo_spec=recordings/cohort.json"])
     flags.mark_flags_as_required(["config"])
 
     def main(argv):
@@ -116,7 +124,7 @@ def run(argv=None):
         path = ingest(config.value, overwrite=overwrite.value)
         print(format_summary(path))
 
-    app.run(main, argv=argv or sys.argv)
+    app.run(main, argv=argv)
 
 
 if __name__ == "__main__":

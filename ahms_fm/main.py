@@ -6,10 +6,12 @@ Trains (`ahms_fm.train.train_and_evaluate`), resuming from DIR if it holds check
 
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ahms_fm import host_memory
+from ahms_fm import cli_help, host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
@@ -25,6 +27,12 @@ def main(argv):
 
 def run():
     """Console entry point `ahms-fm train`."""
+    if cli_help.wants_help(sys.argv):
+        cli_help.print_help(sys.argv, __name__, "Pretrain (or resume) a foundation model: "
+                            "checkpoints and metrics go to --workdir.", [
+                                "ahms-fm train --config configs/ppg.py:demo --workdir runs/demo",
+                                "ahms-fm train --config configs/ecg.py:cinc2017,study "
+                                "--workdir runs/cinc --config.num_steps=600"])
     host_memory.keep_freed_memory()  # before JAX starts its threads
     flags.mark_flags_as_required(["config", "workdir"])
     app.run(main)

@@ -8,9 +8,7 @@ setup, data, model and state, the step, evaluation, the loop.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import signal
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import optax
 from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ahms_fm import augment, checkpoint, config_utils, host_memory, losses, metrics
@@ -29,37 +27,9 @@ from ahms_fm.data import dataset, sources
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec
 from ahms_fm.lock import WorkdirLock
-from ahms_fm.models import Predictor, ProjectionHead, encoder_from_config
+from ahms_fm.models.student import Student, StudentGraph, split_student
 from ahms_fm.monitor import Monitor
-
-# ----------------------------------------------------------------------------
-# Setup: processes and the device mesh.
-# ----------------------------------------------------------------------------
-
-
-def initialize_distributed() -> None:
-    """Join the other processes of a multi-host run, if this is one.
-
-    Explicit: JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (local
-    multi-process runs, custom clusters). Otherwise JAX detects Slurm and TPU
-    pods itself where `AHMS_FM_DISTRIBUTED=1` (the launchers set it).
-    """
-    if jax.distributed.is_initialized():
-        return
-    if "JAX_COORDINATOR_ADDRESS" in os.environ:
-        jax.distributed.initialize(
-            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-            process_id=int(os.environ["JAX_PROCESS_ID"]),
-        )
-    elif os.environ.get("AHMS_FM_DISTRIBUTED") == "1":
-        jax.distributed.initialize()
-
-
-def make_mesh() -> jax.sharding.Mesh:
-    """One data-parallel axis over all devices of all processes."""
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(AxisType.Auto,))
-
+from ahms_fm.parallel import initialize_distributed, make_mesh, to_global
 
 # ----------------------------------------------------------------------------
 # Data.
@@ -98,32 +68,9 @@ def make_pipeline(config, split, seed_offset: int = 0):
     )
 
 
-def to_global(batch: dict, sharding) -> dict:
-    """This process's share of the batch -> global arrays sharded over the mesh."""
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
-
-
 # ----------------------------------------------------------------------------
 # Model and state.
 # ----------------------------------------------------------------------------
-
-
-class Student(nnx.Module):
-    """Encoder + projection head (+ BYOL's predictor). Only the encoder makes embeddings."""
-
-    def __init__(self, config, rngs: nnx.Rngs):
-        self.encoder = encoder_from_config(config, rngs=rngs)
-        dtype = jnp.dtype(config.model.dtype)
-        self.head = ProjectionHead(config.model.embed_dim, config.head.hidden_dim,
-                                   config.head.out_dim, config.head.dropout, dtype=dtype,
-                                   rngs=rngs)
-        self.predictor = (Predictor(config.head.out_dim, config.head.predictor_hidden_dim,
-                                    dtype=dtype, rngs=rngs)
-                          if config.loss.name == "byol" else None)
-
-    def __call__(self, x, rngs=None, predict: bool = False):
-        z = self.head(self.encoder(x), rngs=rngs)
-        return self.predictor(z, rngs=rngs) if predict and self.predictor else z
 
 
 def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -146,31 +93,9 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
     return optax.chain(*parts), schedule
 
 
-@dataclasses.dataclass(frozen=True)
-class Model:
-    """The static half of the model (NNX graph) and how to run it on a state's arrays."""
-
-    graphdef: nnx.GraphDef
-    other: nnx.State  # RNG streams we never use (dropout keys come from the step)
-
-    def apply(self, params, stats, x, *, train: bool, rngs=None, predict=False):
-        """Outputs and the updated batch-norm statistics."""
-        module = nnx.merge(self.graphdef, params, stats, self.other, copy=True)
-        module.train() if train else module.eval()
-        out = module(x, rngs=rngs, predict=predict)
-        return out, nnx.to_pure_dict(nnx.state(module, nnx.BatchStat))
-
-    def embed(self, params, stats, x):
-        module = nnx.merge(self.graphdef, params, stats, self.other, copy=True)
-        module.eval()
-        return module.encoder(x)
-
-
-def init_state(config, tx) -> tuple[Model, dict]:
+def init_state(config, tx) -> tuple[StudentGraph, dict]:
     """A fresh training state: {step, params, stats, teacher_params, teacher_stats, opt}."""
-    student = Student(config, nnx.Rngs(config.seed))
-    graphdef, params, stats, other = nnx.split(student, nnx.Param, nnx.BatchStat, ...)
-    params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+    graph, params, stats = split_student(Student(config, nnx.Rngs(config.seed)))
     ema = config.teacher.kind == "ema"
     state = {
         "step": jnp.zeros((), jnp.int32),
@@ -181,7 +106,7 @@ def init_state(config, tx) -> tuple[Model, dict]:
         "teacher_stats": jax.tree.map(jnp.copy, stats) if ema else {},
         "opt": tx.init(params),
     }
-    return Model(graphdef, other), state
+    return graph, state
 
 
 # ----------------------------------------------------------------------------
@@ -189,7 +114,7 @@ def init_state(config, tx) -> tuple[Model, dict]:
 # ----------------------------------------------------------------------------
 
 
-def make_train_step(config, model: Model, tx, schedule):
+def make_train_step(config, model: StudentGraph, tx, schedule):
     """(state, batch) -> (state, metrics): augment, EMA, symmetric loss, Adam."""
     probabilities, aug_params = augment.from_config(config.augment)
     base_key = jax.random.key(config.seed)
@@ -425,7 +350,8 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                   "nothing to do (raise num_steps to train further)", flush=True)
             return {}
         data_iter.set_state(data_state)
-        logging.info("resumed from step %d", int(state["step"]))
+        if jax.process_index() == 0:
+            print(f"{workdir}: resuming from step {saved}", flush=True)
     monitor = Monitor(workdir, config, spec, total_steps=config.num_steps,
                       devices=jax.device_count(), active=jax.process_index() == 0,
                       fresh=fresh)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import load_config
 
-from ahms_fm.evaluation import probe, report
+from ahms_fm.evaluation import command, probe, report
 from ahms_fm.evaluation import targets as targets_lib
 
 
@@ -369,8 +369,9 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
 
     monkeypatch.chdir(tiny_run)  # the checkpoint names its dataset relative to the cwd
     with pytest.raises(SystemExit) as done:
-        probe.run(["ahms-fm probe", "--checkpoint", "run", "--targets", "age,age>50,sex,diabetes",
-                   "--n_boot", "100", "--random_seeds", "3", "--out", "report"])
+        command.run(["ahms-fm probe", "--checkpoint", "run", "--targets",
+                     "age,age>50,sex,diabetes", "--n_boot", "100", "--random_seeds", "3",
+                     "--out", "report"])
     assert done.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "| age | embedding | crossfit |" in printed and "report" in printed

@@ -32,9 +32,11 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from ahms_fm import checkpoint, train
+from ahms_fm import checkpoint
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec, segment_recording
 from ahms_fm.data.recording import DataError, Recording
+from ahms_fm.models.student import Student, StudentGraph
+from ahms_fm.parallel import make_mesh, to_global
 
 WHICH = ("teacher", "student")
 METADATA_KEY = b"ahms_fm"  # the Parquet schema metadata entry holding our JSON
@@ -50,7 +52,7 @@ class Encoder:
 
     config: ml_collections.ConfigDict  # the training config
     spec: ModalitySpec  # what the encoder expects at its input
-    model: train.Model  # graphdef + other (RNG streams, unused here)
+    model: StudentGraph  # graphdef + other (RNG streams, unused here)
     params: dict  # the weights used (pure dicts of NumPy arrays, as in the train state)
     stats: dict  # batch-norm statistics
     step: int  # checkpoint step (0 for random)
@@ -92,7 +94,7 @@ class Encoder:
         out = np.empty((n, self.embed_dim), np.float32)
         if n == 0:
             return out
-        mesh = train.make_mesh()
+        mesh = make_mesh()
         batch = _padded_batch(n, batch_size, mesh.size)
         share = batch // jax.process_count()
         first = jax.process_index() * share
@@ -113,7 +115,7 @@ class Encoder:
             local = np.zeros((share, *self.spec_shape), dtype)  # zero rows pad the batch
             if hi > lo:
                 local[:hi - lo] = read(lo, hi)
-            x = train.to_global({"x": local}, sharding)["x"]
+            x = to_global({"x": local}, sharding)["x"]
             z = forward(params, stats, x)  # asynchronous
             if pending is not None:  # the previous batch ran while this one was read
                 fetch(pending)
@@ -146,7 +148,7 @@ def _padded_batch(n: int, batch_size: int, devices: int) -> int:
 _FORWARDS = {}  # (graph definition, mesh) -> jitted forward
 
 
-def _sharded_forward(model: train.Model, mesh):
+def _sharded_forward(model: StudentGraph, mesh):
     """`(params, stats, x) -> embeddings` jitted on `mesh`: the batch sharded, the weights
     replicated.
 
@@ -239,18 +241,18 @@ def config_from_json(d: dict) -> ml_collections.ConfigDict:
     return config
 
 
-def _architecture(config) -> tuple[train.Model, dict, dict]:
+def _architecture(config) -> tuple[StudentGraph, dict, dict]:
     """The model `config` describes and the shapes of its params and stats, without
     computing any weight (initializing eagerly takes seconds to tens of seconds)."""
-    abstract = nnx.eval_shape(lambda: train.Student(config, nnx.Rngs(0)))
+    abstract = nnx.eval_shape(lambda: Student(config, nnx.Rngs(0)))
     graphdef, params, stats, _ = nnx.split(abstract, nnx.Param, nnx.BatchStat, ...)
     # The RNG streams (dropout, unused when embedding) need values: only they are computed.
     other = jax.jit(lambda key: _split(config, key)[3])(jax.random.key(0))
-    return train.Model(graphdef, other), nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+    return StudentGraph(graphdef, other), nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
 
 
 def _split(config, key):
-    student = train.Student(config, nnx.Rngs(key))
+    student = Student(config, nnx.Rngs(key))
     graphdef, params, stats, other = nnx.split(student, nnx.Param, nnx.BatchStat, ...)
     return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(stats), other
 

@@ -556,7 +556,8 @@ def summarize_groups(runs: list[Run], metrics=(), over: str = "seed") -> list[di
     """One record per (group, metric): the group's label (its swept columns but `over`),
     n, mean and 95% t-interval over the `over` values, and the mean difference from the
     first group with its t-interval, paired by the `over` value (same seed: same
-    initialization and data order). Runs missing a metric are left out of that metric."""
+    initialization and data order). Only finished runs count (a run in progress has
+    logged early values); runs missing a metric are left out of that metric."""
     header, rows = summarize(runs, metrics)
     swept = header[1:header.index("status")]
     if over not in swept:
@@ -567,6 +568,8 @@ def summarize_groups(runs: list[Run], metrics=(), over: str = "seed") -> list[di
         cells = dict(zip(header, row, strict=True))
         label = ",".join(str(cells[c]) for c in swept if c != over) or "all"
         per_metric = groups.setdefault(label, {})
+        if cells["status"] != "done":
+            continue
         for name in names:
             v = cells[name]
             if isinstance(v, (int, float)) and math.isfinite(v):

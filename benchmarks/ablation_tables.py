@@ -34,6 +34,9 @@ def _f(x) -> float:
     return float(x) if x not in ("", None) else math.nan
 
 
+N_MAX = 0  # seeds of the most complete group; a cell with fewer says how many
+
+
 def _cell(r, diff=False, digits=3) -> str:
     keys = ("diff", "diff_low", "diff_high") if diff else ("mean", "low", "high")
     m, lo, hi = (_f(r[k]) for k in keys)
@@ -41,14 +44,16 @@ def _cell(r, diff=False, digits=3) -> str:
         return "–"
     sign = "+" if diff else ""
     text = f"{m:{sign}.{digits}f}"
-    return text if math.isnan(lo) else f"{text} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+    text = text if math.isnan(lo) else f"{text} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+    return text if diff or int(r["n"]) >= N_MAX else f"{text} (n={r['n']})"
 
 
 def main(path: str) -> None:
     with open(path) as f:
         rows = list(csv.DictReader(f))
     at = {(r["group"], r["metric"]): r for r in rows}
-    n = max(int(r["n"]) for r in rows)
+    global N_MAX
+    n = N_MAX = max(int(r["n"]) for r in rows)
     print(f"**Table 2 analogue** (mean over {n} seeds [95% t-interval]; the difference is "
           "segment-level minus the recipe, paired by seed):\n")
     print("| target | recipe (participant-level) | segment-level | difference | paper: "
@@ -89,7 +94,8 @@ def main(path: str) -> None:
                 cells.append("–")
                 continue
             cells.append(_cell(r) if group == "recipe" else
-                         f"{_f(r['mean']):.3f} ({_cell(r, diff=True)})")
+                         f"{_f(r['mean']):.3f} ({_cell(r, diff=True)}"
+                         + (f", n={r['n']})" if int(r["n"]) < N_MAX else ")"))
         print(f"| {group} | " + " | ".join(cells) + " |")
 
 

@@ -237,8 +237,8 @@ def test_grouped_summary_pools_seeds_with_t_intervals_and_paired_differences(tmp
     from scipy import stats
 
     path = _sweep_file(tmp_path, '{"config": PPG + ":tiny", "name": "g", "sweep": product('
-                       'values("seed", [0, 1, 2]), variants(["", "no_koleo"])), '
-                       '"probe_args": ["--baselines="]}')
+                       'values("seed", [0, 1, 2, 3]), variants(["", "no_koleo"])), '
+                       '"probe_args": ["--baselines="], "overrides": {"num_steps": 3}}')
     runs = sw.expand(sw.load_sweep(path), tmp_path / "runs")
     assert runs[0].probe_command()[-1] == "--baselines="
     loss = {("recipe", 0): 4.0, ("recipe", 1): 5.0, ("recipe", 2): 6.0,
@@ -246,6 +246,8 @@ def test_grouped_summary_pools_seeds_with_t_intervals_and_paired_differences(tmp
     for (variant, seed), v in loss.items():
         _write_run(tmp_path / "runs" / "g" / f"seed={seed},{variant}",
                    [{"step": 3, "loss": v}], step=3)
+    # A run still in progress (checkpoint 1 of 3) is left out of the pooled numbers.
+    _write_run(tmp_path / "runs" / "g" / "seed=3,recipe", [{"step": 1, "loss": 100.0}], step=1)
     code, lines = _run_cli(capsys, "--sweep", path, "--root", str(tmp_path / "runs"),
                            "--summary")
     assert code == 0

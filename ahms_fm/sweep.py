@@ -649,6 +649,11 @@ def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed"
             err = [[r["mean"] - r["low"]], [r["high"] - r["mean"]]] if not math.isnan(
                 r["low"]) else None
             ax.errorbar([i], [r["mean"]], yerr=err, fmt="s", color="C0", capsize=3)
+        values = [v for g in groups for v in runs_values.get((g, name), [])]
+        if values:  # the runs' range, not a 2-seed t-interval's, sets the scale
+            lo, hi = min(values), max(values)
+            pad = 0.3 * (hi - lo) or 0.1 * abs(hi) or 0.1
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=8)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
@@ -677,6 +682,8 @@ def write_groups(runs: list[Run], folder, metrics=(), over: str = "seed") -> str
     for row in rows:
         cells = dict(zip(header, row, strict=True))
         label = ",".join(str(cells[c]) for c in swept if c != over) or "all"
+        if cells["status"] != "done":
+            continue
         for r in records:
             v = cells.get(r["metric"])
             if r["group"] == label and isinstance(v, (int, float)):

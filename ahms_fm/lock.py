@@ -40,7 +40,9 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22, after the command name
 
 
-def _alive(pid: int, start) -> bool:
+def process_alive(pid: int, start=None) -> bool:
+    """Whether process `pid` of this host runs (and, with `start`, is the one started at
+    those clock ticks, not a later one given the same id)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,7 +87,7 @@ class WorkdirLock:
         if not holder:  # empty or cut short: a writer killed mid-write, or one writing now
             return "it is unreadable and old" if age > 5.0 else None
         if holder.get("host") == socket.gethostname():
-            if not _alive(int(holder.get("pid", -1)), holder.get("start_ticks")):
+            if not process_alive(int(holder.get("pid", -1)), holder.get("start_ticks")):
                 return f"process {holder.get('pid')} on this host is gone"
             return None
         if age > self.stale_seconds:

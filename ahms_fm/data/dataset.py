@@ -45,6 +45,7 @@ from absl import logging
 from array_record.python import array_record_module
 
 from ahms_fm.data.preprocess import REASONS, ModalitySpec
+from ahms_fm.lock import process_alive
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -260,20 +261,10 @@ def _remove_orphans(parent: Path, name: str) -> None:
         elif parts[1] != host or not parts[2].isdigit():
             continue  # another machine's build: cannot tell whether it runs
         else:
-            gone = not _process_alive(int(parts[2]))
+            gone = not process_alive(int(parts[2]))
         if gone:
             logging.warning("removing %s, left by an interrupted build", orphan)
             shutil.rmtree(orphan, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) -> dict:

@@ -558,7 +558,11 @@ def summarize_groups(runs: list[Run], metrics=(), over: str = "seed") -> list[di
     first group with its t-interval, paired by the `over` value (same seed: same
     initialization and data order). Only finished runs count (a run in progress has
     logged early values); runs missing a metric are left out of that metric."""
-    header, rows = summarize(runs, metrics)
+    return _pool(*summarize(runs, metrics), over)
+
+
+def _pool(header, rows, over: str) -> list[dict]:
+    """`summarize_groups` on a summary already made (header, rows)."""
     swept = header[1:header.index("status")]
     if over not in swept:
         return []
@@ -668,7 +672,8 @@ def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed"
 def write_groups(runs: list[Run], folder, metrics=(), over: str = "seed") -> str:
     """Write `folder`/groups.md, groups.csv and groups.png; return the Markdown ('' when
     the sweep has no `over` column)."""
-    records = summarize_groups(runs, metrics, over)
+    header, rows = summarize(runs, metrics)  # read the runs' files once
+    records = _pool(header, rows, over)
     if not records:
         return ""
     folder = Path(folder)
@@ -676,7 +681,6 @@ def write_groups(runs: list[Run], folder, metrics=(), over: str = "seed") -> str
     (folder / "groups.md").write_text(text)
     keys = list(records[0])
     (folder / "groups.csv").write_text(csv_table(keys, [[r[k] for k in keys] for r in records]))
-    header, rows = summarize(runs, metrics)
     swept = header[1:header.index("status")]
     dots: dict = {}
     for row in rows:

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 from ahms_fm import cli_help, config_utils
-from ahms_fm.data import dataset, sources
+from ahms_fm.data import dataset, sources, synthetic
 from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
 
 
@@ -53,9 +53,11 @@ def fingerprint(config) -> dict:
     d = config.data
     out = {"dataset": d.dataset, "modality": config.modality,
            "input": config.input.to_dict(), "preprocess": config.preprocess.to_dict(),
-           "quality": config.quality.to_dict(), "on_error": d.on_error}
+           "quality": config.quality.to_dict(), "on_error": d.on_error,
+           "splits": [dataset.SPLIT_RULE, *dataset.SPLIT_FRACTIONS]}
     if d.dataset == f"synthetic_{config.modality}":
         out["synthetic"] = {"participants": d.participants, "seed": d.synthetic_seed,
+                            "version": synthetic.VERSION,
                             "segments_per_participant": d.segments_per_participant}
     else:
         out["source_dir"] = str(Path(d.source_dir).resolve()) if d.source_dir else ""
@@ -98,6 +100,11 @@ def format_summary(path) -> str:
         + ("  (" + ", ".join(f"{r} {rejected[r]}" for r in REASONS if rejected.get(r)) + ")"
            if total_rejected else ""),
     ]
+    for key, why in (("no_recordings", "without a recording read"),
+                     ("all_rejected", "with every window rejected")):
+        if s.get(key):  # datasets built before these were listed have neither
+            shown = ", ".join(s[key][:10]) + (", ..." if len(s[key]) > 10 else "")
+            lines.append(f"participants {why}: {len(s[key])} ({shown})")
     if s["errors"]:
         lines.append(f"files skipped: {len(s['errors'])}")
         lines += [f"  {p}: {why}" for p, why in s["errors"]]

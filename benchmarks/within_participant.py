@@ -1,5 +1,6 @@
 """How much a synthetic participant's segments vary, against how much participants
-differ: per-segment heart rate and RMSSD from the generator's own ground truth, their
+differ: per-segment heart rate, RMSSD, pulse amplitude (all channels' and channel 0's), crest
+time and reflected-wave height from the generator's own ground truth, their
 mean, the between- and within-participant standard deviations and the intraclass
 correlation ICC(1) = between variance / (between + within). A study script for the
 question whether segment-level positives can tell participants apart as easily as
@@ -41,10 +42,16 @@ def main() -> None:
     print(f"{a.participants} participants x {a.segments} segments of {a.seconds:g} s")
     print("| quantity | mean | between-participant sd | within-participant sd | ICC(1) |")
     print("|---|---|---|---|---|")
-    for name, unit in (("heart_rate", "bpm"), ("rmssd", "ms")):
-        v = np.asarray(info[name], float).reshape(a.participants, a.segments)
+    sinus = ~people["af"]
+    for name, unit in (("heart_rate", "bpm"), ("rmssd", "ms"), ("log pulse_amplitude", ""),
+                       ("log channel_gain", ""), ("crest_time", "ms"),
+                       ("reflection_height", "")):
+        v = np.asarray(info[name.removeprefix("log ")], float).reshape(a.participants, a.segments)
+        v = np.log(v) if name.startswith("log ") else v * 1e3 if name == "crest_time" else v
+        if name == "rmssd":  # AF's RMSSD is another quantity; sinus rhythm only
+            v, name = v[sinus], "rmssd, sinus rhythm"
         m, b, w, r = icc(v)
-        print(f"| {name} ({unit}) | {m:.1f} | {b:.1f} | {w:.1f} | {r:.2f} |")
+        print(f"| {name}{f' ({unit})' if unit else ''} | {m:.3g} | {b:.3g} | {w:.3g} | {r:.2f} |")
 
 
 if __name__ == "__main__":

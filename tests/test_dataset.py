@@ -46,9 +46,22 @@ def test_assign_splits_is_deterministic_by_participant():
     a = D.assign_splits(ids)
     assert a == D.assign_splits(list(reversed(ids)))
     counts = {s: sum(v == s for v in a.values()) for s in D.SPLITS}
-    assert counts == {"train": 800, "validation": 100, "test": 100}
+    # Binomial around 80/10/10: within 3 sd of 1,000 participants' expected counts.
+    assert abs(counts["train"] - 800) < 38 and abs(counts["test"] - 100) < 29
     for n in range(3, 12):
         assert set(D.assign_splits(ids[:n]).values()) == set(D.SPLITS)
+
+
+def test_adding_participants_moves_no_one():
+    """The audit's case: +100 and +500 participants to 1,000 moved 5 and 13 people."""
+    ids = [f"s{i:07d}" for i in range(1500)]
+    base = D.assign_splits(ids[:1000])
+    for n in (1100, 1500):
+        grown = D.assign_splits(ids[:n])
+        assert [p for p in base if grown[p] != base[p]] == []
+    # Removing people moves no one either (e.g. a participant withdrawn from a study).
+    fewer = D.assign_splits(ids[1:1000:2])
+    assert all(fewer[p] == base[p] for p in fewer)
 
 
 def test_records_ranges_and_labels(built):

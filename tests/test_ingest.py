@@ -129,9 +129,13 @@ def _byo_config(tmp_path, spec, on_error="raise"):
 
 def test_bring_your_own_folder(tmp_path):
     spec = _byo_cohort(tmp_path / "cohort")
+    table = tmp_path / "cohort" / "participants.csv"  # one labelled person with no files
+    table.write_text(table.read_text() + "\nsub99,71,no")
     path = ingest(_byo_config(tmp_path, spec), progress=False)
     meta = _check_splits(path)
-    assert meta["summary"]["participants"] == 12 and meta["summary"]["segments_kept"] == 24
+    assert meta["summary"]["participants"] == 13 and meta["summary"]["segments_kept"] == 24
+    assert meta["summary"]["no_recordings"] == ["sub99"]
+    assert "participants without a recording read: 1 (sub99)" in format_summary(path)
     row = next(r for r in meta["participants"] if r["participant"] == "sub03")
     assert row["age"] == 33 and row["smoker"] is True
     rec = D.load_split(path, "train").records[0]

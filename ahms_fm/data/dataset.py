@@ -49,6 +49,7 @@ from ahms_fm.lock import process_alive
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+SPLIT_RULE = "sha256 position vs cumulative fractions"  # in fingerprints: how splits are made
 VERSION = "1.0.0"
 METADATA = "ahms_fm.json"  # participant table, modality spec, ingestion summary
 
@@ -90,19 +91,33 @@ class Source:
     errors: list = dataclasses.field(default_factory=list)
 
 
+def split_position(pid: str, salt: str = "ahms_fm") -> float:
+    """Participant `pid`'s place in [0, 1): a hash of its id alone."""
+    return int(hashlib.sha256(f"{salt}:{pid}".encode()).hexdigest()[:15], 16) / 16.0**15
+
+
 def assign_splits(ids, salt: str = "ahms_fm") -> dict[str, str]:
-    """Participant id -> split: ids ordered by a hash, then cut at 80% and 90%."""
+    """Participant id -> split, by its `split_position` against the cumulative
+    `SPLIT_FRACTIONS` (0.8, 0.9): a participant's split depends on its id alone, so adding
+    participants moves no one. Split sizes are binomial around 80/10/10 (a test split of
+    100 +- 9.5 in a cohort of 1,000). A cohort so small that a split would be empty (from 3
+    participants up) lends that split the participant nearest to it from the largest one:
+    only there can a cohort's splits differ from a larger cohort's.
+    """
     ids = sorted(set(ids))
-    keyed = sorted(ids, key=lambda p: hashlib.sha256(f"{salt}:{p}".encode()).hexdigest())
-    n = len(keyed)
-    n_train = math.floor(SPLIT_FRACTIONS[0] * n + 0.5)
-    n_val = math.floor(sum(SPLIT_FRACTIONS[:2]) * n + 0.5) - n_train
-    if n >= 3:  # every split non-empty where there are enough people
-        n_val = max(n_val, 1)
-        n_train = min(n_train, n - n_val - 1)
-    out = {}
-    for rank, p in enumerate(keyed):
-        out[p] = SPLITS[0] if rank < n_train else SPLITS[1] if rank < n_train + n_val else SPLITS[2]
+    edges = np.cumsum(SPLIT_FRACTIONS)[:-1]
+    pos = {p: split_position(p, salt) for p in ids}
+    out = {p: SPLITS[int(np.searchsorted(edges, pos[p], side="right"))] for p in ids}
+    if len(ids) >= 3:
+        lo = np.concatenate([[0.0], edges])
+        hi = np.concatenate([edges, [1.0]])
+        for k, split in enumerate(SPLITS):
+            if split in out.values():
+                continue
+            largest = max(SPLITS, key=lambda s: (sum(v == s for v in out.values()), s))
+            nearest = min((p for p in ids if out[p] == largest),
+                          key=lambda p: (max(lo[k] - pos[p], pos[p] - hi[k], 0.0), p))
+            out[nearest] = split
     return out
 
 
@@ -316,6 +331,11 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
         summary["participants_with_segments"] += len(set(owners))
         summary["split_segments"][split] = len(owners)
         infos.append(writer.finish())
+    # Who contributed nothing, and why: no recording at all, or every window rejected.
+    kept = {ids[i] for i in np.unique(np.concatenate(
+        [np.load(folder / f"{source.name}-{s}.participants.npy") for s in SPLITS]))}
+    summary["no_recordings"] = [p for p in ids if p not in visited]
+    summary["all_rejected"] = [p for p in ids if p in visited and p not in kept]
     table = [{"participant": p, "participant_index": i, "split": split_of[p],
               **source.participants[p]} for i, p in enumerate(ids)]
     errors = [list(e) for e in dict.fromkeys(tuple(e) for e in source.errors)]

@@ -27,10 +27,12 @@ SYNTHETIC_CHUNK = 256  # segments generated and preprocessed together
 
 def synthetic_name(spec: ModalitySpec, participants: int, segments_per_participant: int,
                    seed: int) -> str:
-    """The synthetic cohort's dataset config name: its size, seed and what a window is
-    (so cohorts of other windows, rates or channels never share a folder)."""
+    """The synthetic cohort's dataset config name: its size, seed, what a window is and
+    the generator's version (so cohorts of other windows, rates, channels or generators
+    never share a folder)."""
     return (f"p{participants}_s{segments_per_participant}_seed{seed}_"
-            f"{spec.window_seconds:g}s_{spec.sample_rate:g}hz_{spec.channels}ch")
+            f"{spec.window_seconds:g}s_{spec.sample_rate:g}hz_{spec.channels}ch_"
+            f"v{synthetic.VERSION}")
 
 
 def synthetic_source(spec: ModalitySpec, quality: QualitySpec, *, participants: int,

@@ -42,7 +42,10 @@ the same NumPy on the same machine). A table whose rows copy one participant
 through that label. With `return_info=True` the signal functions also return
 a dict of ground truth: "heart_rate" (bpm) and "rmssd" (ms) of the beats in
 the window, "hour", "motion" (bool: an artefact was added) and "beats" (PPG:
-pulse-foot times of the undelayed pulse; ECG: R-peak times; s, NaN-padded).
+pulse-foot times of the undelayed pulse; ECG: R-peak times; s, NaN-padded);
+PPG also "pulse_amplitude" (a.u., after the segment's and the day's effects),
+"crest_time" (s), "reflection_height" and "channel_gain" (channel 0's pulse
+amplitude).
 
 How a segment is made
 ---------------------
@@ -147,6 +150,30 @@ oscillations at 3-10x the pulse amplitude, different on every channel; ECG:
 0.2-1 mV) in a participant-specific 5-25% of PPG segments and 8% of ECG
 segments.
 
+Per wear day (`wear_day`: ~3.4 segments a day; PPG only): the watch is put on anew,
+so its fit and the skin's temperature change from day to day while a person's
+physiology does not. Strap contact (uniform, loose to tight): the pulse (AC)
+amplitude rises then falls with contact force, peaking at a personal optimum
+(x0.4-1 across the range), the DC level rises with it (+-20%) and the normalized
+pulse narrows (systolic width +-7.5%) [24]; the pulse peak moves against its foot
+(crest time +-9 ms: pulse arrival at the foot and the peak shift by up to 22 and
+40 ms over a physiologic range of contact pressure [25]). Skin temperature
+(normal): pulse amplitude x e^(0.3 z) (cold exposure can all but extinguish a
+finger PPG [26]), reflected-wave height -0.04 z (every morphological feature
+moves under cold stress [27]; rat. for the direction). Sensor position: channel
+gains x e^(0.25 z), DC levels x e^(0.1 z), delays +3 ms z (rat.). Resulting
+intraclass correlations (`benchmarks/within_participant.py`, log amplitudes):
+pulse amplitude 0.66 and a channel's pulse amplitude 0.66, inside the 0.46-0.86
+reported for optical pulse-wave parameters measured twice [28]; crest time 0.96,
+reflection height 0.89. In version 1 (sensor geometry fixed per person, only the
+segment's perfusion and vasomotor jitter) they were ~0.88, ~0.88, 1.0 and ~0.95.
+[24] Teng & Zhang, Physiol Meas 25:1323 (2004): contact force 0.2-1.8 N; AC and
+AC/DC peak at 0.2-1.0 N, DC rises, normalized pulse area falls. [25] PPG sensor
+contact pressure and pulse arrival time, 17 subjects (PMC8856571). [26] PMC5750340
+(finger PPG at the end of cold exposure). [27] Photoplethysmography upon cold
+stress, Front Physiol 14:1127624 (2023). [28] Sensor comparison on 60 subjects,
+optical reflection sensor ICC 0.46-0.86 (PMC6971205).
+
 Speed, measured on the shared 2-core development machine (AMD EPYC, NumPy
 2.4, one thread, batches of 256 rows, best of 15, load average ~5): about
 2,800 PPG segments (4 x 3,840) and 3,900 ECG segments (3,840) per second of
@@ -182,6 +209,7 @@ MORPHOLOGY_FIELDS = (
     "perfusion",  # a.u., pulse (AC) amplitude before the BMI and age terms
     "ppg_noise",  # a.u., additive sensor-noise sd
     "motion_rate",  # probability of a motion artefact in a PPG segment
+    "ppg_contact_optimum",  # strap contact (0 loose - 1 tight) of the largest pulse
     "ppg_gain",  # [n, MAX_PPG_CHANNELS] channel gains
     "ppg_offset",  # [n, MAX_PPG_CHANNELS] channel DC levels, a.u.
     "ppg_delay",  # [n, MAX_PPG_CHANNELS] channel delays, s
@@ -202,7 +230,7 @@ MORPHOLOGY_FIELDS = (
     "af_f_amp",  # mV, f-wave amplitude in AF
 )
 
-_TAG_PARTICIPANT, _TAG_PPG, _TAG_ECG = 101, 202, 303
+_TAG_PARTICIPANT, _TAG_PPG, _TAG_ECG, _TAG_WEAR = 101, 202, 303, 404
 _RR_MIN, _RR_MAX = 0.3, 2.0  # s
 _ECG_LEAD = 0.25  # s from the start of an ECG beat template to its R peak
 _MAX_DELAY = 0.015  # s, largest PPG channel delay
@@ -221,6 +249,16 @@ _P_DRAWS = 2 * _P_NORMALS + _P_UNIFORMS + 5 * MAX_PPG_CHANNELS
 _S_PAIRS, _S_UNIFORMS = 20, 24
 _S_SCALARS = 2 * _S_PAIRS + _S_UNIFORMS
 
+# Per wear day: 13 Box-Muller pairs (skin temperature; channel gains, DC levels and
+# delays) and 2 uniforms (strap contact, a spare).
+_W_PAIRS, _W_UNIFORMS = 13, 2
+_W_DRAWS = 2 * _W_PAIRS + _W_UNIFORMS
+
+# Bumped whenever the same (seed, participant, segment) gives other signals: datasets
+# built by another version are other datasets (`ahms_fm.data.sources.synthetic_name`).
+# 2: the watch's fit and the skin's temperature change from one wear day to the next.
+VERSION = 2
+
 
 def _check_seed(seed) -> int:
     seed = int(seed)
@@ -237,6 +275,15 @@ def _box_muller(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def wear_day(segment) -> np.ndarray:
+    """The day (0, 1, ...) segment number `segment` falls on: floor((8 + 7 s) / 24).
+
+    The watch is put on once a day: its fit on the wrist and the skin's temperature
+    are the same for all of a day's segments and change from day to day.
+    """
+    return np.floor_divide(8 + 7 * np.asarray(segment, dtype=np.int64), 24)
 
 
 def segment_hour(segment) -> np.ndarray:
@@ -305,6 +352,7 @@ def sample_participants(seed: int, n: int) -> dict[str, np.ndarray]:
         "perfusion": 2.0 * np.exp(0.35 * z[:, 7]),
         "ppg_noise": 0.02 + 0.04 * v[:, 12],
         "motion_rate": 0.05 + 0.2 * v[:, 13],
+        "ppg_contact_optimum": 0.2 + 0.3 * v[:, 26],
         "ppg_gain": 0.6 + 0.8 * w[:, 0:c],
         "ppg_offset": 150.0 + 150.0 * w[:, c : 2 * c],
         "ppg_delay": _MAX_DELAY * w[:, 2 * c : 3 * c],
@@ -460,6 +508,16 @@ def _draws(seed, tag, pid, segment, n_uniform, noise):
     np.divide(noise, tmp, out=noise)
     np.log(noise, out=noise)
     noise *= _LOGISTIC_SCALE
+    return u
+
+
+def _wear(seed, pid, segment):
+    """Per-row uniforms [n, _W_DRAWS] of the row's wear day, keyed by (seed, participant,
+    day): every segment of one day gets the same draws."""
+    day = wear_day(segment)
+    u = np.empty((len(pid), _W_DRAWS))
+    for r in range(len(pid)):
+        u[r] = np.random.default_rng([_TAG_WEAR, seed, int(pid[r]), int(day[r])]).random(_W_DRAWS)
     return u
 
 
@@ -701,11 +759,45 @@ def _burst(t, start, dur, freqs, phases):
 # ----------------------------------------------------------------------------
 
 
-def _ppg_shape(p, index, hr, z):
+def _ppg_day(p, index, wear):
+    """What the day's wear does to rows `index`'s PPG, from the day's draws `wear`.
+
+    Strap contact c (0 loose - 1 tight, uniform): the pulse amplitude peaks at a
+    personal optimum and falls either side (down to x0.4 a whole range away), the
+    DC level rises with it (+-20%), the crest time shifts (+-9 ms) and the systolic
+    wave narrows (+-7.5%) as the pressure rises. Skin temperature (a normal): warm
+    skin perfuses (pulse amplitude x e^(0.3 z)), cold skin's vasoconstriction raises
+    the reflected wave (-0.04 z). The watch sits a little elsewhere on the wrist:
+    channel gains x e^(0.25 z), DC levels x e^(0.1 z), delays +3 ms z per channel.
+    Keys: "ac" [n]; "crest_shift" (s), "width_scale", "refl_shift" [n]; "gain",
+    "offset", "delay" (s) [n, MAX_PPG_CHANNELS]. No wear (`wear=None`): the centre
+    (optimal contact, mean temperature, the participant's own sensor geometry).
+    """
+    n, c = len(index), MAX_PPG_CHANNELS
+    if wear is None:
+        one, zero = np.ones(n), np.zeros(n)
+        return {"ac": one, "crest_shift": zero, "width_scale": one, "refl_shift": zero,
+                "gain": np.ones((n, c)), "offset": np.ones((n, c)), "delay": np.zeros((n, c))}
+    z = np.concatenate(_box_muller(wear[:, :_W_PAIRS], wear[:, _W_PAIRS : 2 * _W_PAIRS]), axis=1)
+    contact = wear[:, 2 * _W_PAIRS]
+    temp = z[:, 0]
+    return {
+        "ac": np.exp(-1.5 * (contact - p["ppg_contact_optimum"][index]) ** 2 + 0.3 * temp),
+        "crest_shift": 0.018 * (contact - 0.5),
+        "width_scale": np.exp(-0.15 * (contact - 0.5) + 0.05 * temp),
+        "refl_shift": -0.04 * temp,
+        "gain": np.exp(0.25 * z[:, 1 : 1 + c]),
+        "offset": (1.0 + 0.4 * (contact - 0.5))[:, None] * np.exp(0.1 * z[:, 1 + c : 1 + 2 * c]),
+        "delay": 0.003 * z[:, 1 + 2 * c : 1 + 3 * c],
+    }
+
+
+def _ppg_shape(p, index, hr, z, day=None):
     """The pulse-wave parameters of rows `index` at heart rate `hr` (bpm), a dict of [n].
 
     `z` [n, 3] normals: the segment's vasomotor state (stiffness index,
-    reflection height, systolic width vary a little through the day). Keys:
+    reflection height, systolic width vary a little through the day); `day`:
+    `_ppg_day`'s effects of the day's wear (None: none). Keys:
     "si" (m/s), "delta_t", "crest", "sys_width", "refl_width", "lvet",
     "runoff_delay", "runoff_width" (s), "refl_amp" and "notch" (relative to
     the forward wave).
@@ -725,9 +817,12 @@ def _ppg_shape(p, index, hr, z):
         16.0,
     )
     delta_t = p["height"][index] / 100.0 / si  # s, systolic peak to reflected wave
-    crest = np.maximum(p["ppg_crest"][index] + 0.0004 * (age - 45.0), 0.08)
-    sys_width = p["ppg_sys_width"][index] * (1.0 + 0.006 * (bmi - 25.0)) * np.exp(0.04 * z[:, 2])
-    refl_amp = p["ppg_refl_amp"][index] * np.exp(0.08 * z[:, 1]) + 0.03 * (si - 6.5) + 0.05 * htn
+    day = _ppg_day(p, index, None) if day is None else day
+    crest = np.maximum(p["ppg_crest"][index] + 0.0004 * (age - 45.0) + day["crest_shift"], 0.08)
+    sys_width = (p["ppg_sys_width"][index] * (1.0 + 0.006 * (bmi - 25.0))
+                 * np.exp(0.04 * z[:, 2]) * day["width_scale"])
+    refl_amp = (p["ppg_refl_amp"][index] * np.exp(0.08 * z[:, 1]) + 0.03 * (si - 6.5)
+                + 0.05 * htn + day["refl_shift"])
     refl_amp = np.clip(refl_amp, 0.15, 0.95)
     # The reflected wave disperses on its way: wider the longer its trip.
     refl_width = p["ppg_refl_width"][index] * np.sqrt(delta_t / 0.2)
@@ -751,12 +846,11 @@ def _ppg_shape(p, index, hr, z):
     }
 
 
-def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
-    """[n, L] PPG pulse of each row from the pulse foot, and its diastolic decay.
-
-    `z` [n, 3] normals: the segment's vasomotor state (`_ppg_shape`).
-    """
-    s = _ppg_shape(p, index, hr, z)
+def _ppg_templates(p, index, hr, z, day, table_rate, duration=1.6):
+    """[n, L] PPG pulse of each row from the pulse foot, its diastolic decay, and the
+    shape's parameters (`_ppg_shape`: `z` [n, 3] the segment's vasomotor state, `day`
+    the day's wear)."""
+    s = _ppg_shape(p, index, hr, z, day)
     crest, sys_width, delta_t, lvet = s["crest"], s["sys_width"], s["delta_t"], s["lvet"]
     tau = np.arange(round(duration * table_rate)) / table_rate
     # The forward wave falls more slowly than it rises (asymmetric Gaussian).
@@ -776,7 +870,7 @@ def _ppg_templates(p, index, hr, z, table_rate, duration=1.6):
         0.5 + 0.5 * np.tanh((tau - crest[:, None]) / sys_width[:, None])
     )
     scale = 1.0 / (pulse + decay).max(axis=1, keepdims=True)
-    return pulse * scale, decay * scale
+    return pulse * scale, decay * scale, s
 
 
 def _ppg_ac(p, index, z):
@@ -848,6 +942,7 @@ def _segments(
                 index[rows],
                 segment[rows],
                 u,
+                _wear(seed, pid[rows], segment[rows]),
                 out[rows],
                 float(sample_rate),
                 float(seconds),
@@ -862,6 +957,7 @@ def _segments(
                 index,
                 segment,
                 np.zeros((0, _S_SCALARS + 2 * _n_beats(seconds))),
+                np.zeros((0, _W_DRAWS)),
                 out,
                 float(sample_rate),
                 float(seconds),
@@ -875,8 +971,10 @@ def _segments(
     return out, {k: np.concatenate([info[k] for info in infos]) for k in infos[0]}
 
 
-def _ppg_chunk(p, index, segment, u, out, fs, seconds):
-    """Fill `out` [n, time, channels] (holding unit noise) with PPG; return the info."""
+def _ppg_chunk(p, index, segment, u, wear, out, fs, seconds):
+    """Fill `out` [n, time, channels] (holding unit noise) with PPG; return the info.
+
+    `wear` [n, _W_DRAWS]: the draws of each row's wear day (`_ppg_day`)."""
     n, length, channels = out.shape
     f32 = np.float32
     shifts = int(np.floor(_MAX_DELAY * fs)) + 2  # integer sample shifts 0..shifts-1
@@ -886,10 +984,11 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
     zs, us = rhy["zs"], rhy["us"]
 
     table_rate = max(4.0 * fs, 256.0)
-    table, decay = _ppg_templates(p, index, rhy["hr"], zs[:, 16:19], table_rate)
+    day = _ppg_day(p, index, wear)
+    table, decay, shape = _ppg_templates(p, index, rhy["hr"], zs[:, 16:19], day, table_rate)
     pulse = _render(rhy["onset"], rhy["amp"], table, table_rate, t, beats_back=2, decay=decay)
 
-    ac = _ppg_ac(p, index, zs[:, 4])
+    ac = _ppg_ac(p, index, zs[:, 4]) * day["ac"]
     tt = t[pad:].astype(f32)
 
     # Components shared by the channels, [n, K, time]: the pulse at integer
@@ -907,9 +1006,9 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
     comp[:, shifts + 2] = 1.0
 
     # Channel coefficients [n, K, channels].
-    gain = p["ppg_gain"][index][:, :channels]
-    offset = p["ppg_offset"][index][:, :channels]
-    delay = p["ppg_delay"][index][:, :channels] * fs  # samples
+    gain = (p["ppg_gain"][index] * day["gain"])[:, :channels]
+    offset = (p["ppg_offset"][index] * day["offset"])[:, :channels]
+    delay = np.clip(p["ppg_delay"][index] + day["delay"], 0.0, _MAX_DELAY)[:, :channels] * fs
     whole = np.floor(delay).astype(np.int64)
     frac = delay - whole
     coef = np.zeros((n, shifts + 3, channels))
@@ -944,6 +1043,10 @@ def _ppg_chunk(p, index, segment, u, out, fs, seconds):
         "hour": segment_hour(segment),
         "motion": motion,
         "beats": beats,
+        "pulse_amplitude": ac,
+        "crest_time": shape["crest"],
+        "reflection_height": shape["refl_amp"],
+        "channel_gain": gain[:, 0] * ac,
     }
 
 
@@ -1043,8 +1146,13 @@ def ecg_segments(
     )
 
 
-def _ecg_chunk(p, index, segment, u, out, fs, seconds):
-    """Fill `out` [n, time, 1] (holding unit noise) with ECG; return the info."""
+def _ecg_chunk(p, index, segment, u, wear, out, fs, seconds):
+    """Fill `out` [n, time, 1] (holding unit noise) with ECG; return the info.
+
+    `wear` (the day's draws) is unused: a watch ECG is taken with a finger on the
+    crown, its contact varies per recording (`_ecg_shape`'s segment normals).
+    """
+    del wear
     length = out.shape[1]
     f32 = np.float32
     t = np.arange(length) / fs

@@ -24,7 +24,7 @@ setup(
         "scipy>=1.13",
         "tqdm>=4.66",
         "tensorboardX>=2.6",  # event files without TensorFlow
-        # Readers of recordings (ahms_fm/data/readers.py).
+        # Readers of recordings (ahms_fm/data/readers/).
         "wfdb>=4.1",
         "pyedflib>=0.1.38",
         "openpyxl>=3.1",

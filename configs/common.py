@@ -101,7 +101,7 @@ def recipe() -> ml_collections.ConfigDict:
     c.data.dataset = ""  # set by modality; synthetic_* are built on first use
     c.data.data_dir = "datasets"  # where `ahms-fm ingest` writes datasets
     c.data.source_dir = ""  # the raw recordings a real / bring-your-own dataset is built from
-    c.data.byo_spec = ""  # JSON file describing a bring-your-own folder (data/readers.py)
+    c.data.byo_spec = ""  # JSON file describing a bring-your-own folder (data/readers/byo.py)
     c.data.on_error = "raise"  # an unreadable file stops ingestion, or "skip" (reported)
     c.data.participants = 2_000  # synthetic cohort size
     c.data.segments_per_participant = 16  # synthetic cohort

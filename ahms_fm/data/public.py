@@ -14,17 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ahms_fm.data.readers import (  # shared helpers of the file readers
-    _MISSING,
-    _as_data_error,
-    _attempt,
-    _check_finite,
-    _check_policy,
-    _is_number,
-    _read_wfdb,
-    read_e4_extras,
-    read_e4_session,
+from ahms_fm.data.readers.common import (
+    MISSING,
+    as_data_error,
+    attempt,
+    check_finite,
+    check_policy,
+    is_number,
 )
+from ahms_fm.data.readers.e4 import read_e4_extras, read_e4_session
+from ahms_fm.data.readers.physionet import read_wfdb
 from ahms_fm.data.recording import DataError, Recording
 
 # Stress-Predict phases that are stress tasks (the rest are rest/baseline/admin).
@@ -39,7 +38,7 @@ def _xlsx_rows(path: Path) -> list[list]:
     """Cell values of the first sheet of a workbook, row by row."""
     import openpyxl
 
-    with _as_data_error(path):
+    with as_data_error(path):
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
         try:
             return [list(r) for r in wb.worksheets[0].iter_rows(values_only=True)]
@@ -125,7 +124,7 @@ def read_stress_predict(root, on_error: str = "raise", errors: list | None = Non
     (S17, S18, S30): tags that fall outside the logged session but inside it when moved
     12 h later are moved; a tag outside the session either way is an error.
     """
-    _check_policy(on_error, errors)
+    check_policy(on_error, errors)
     root = Path(root)
     raw = root / "Raw_data"
     if not raw.is_dir():
@@ -136,14 +135,14 @@ def read_stress_predict(root, on_error: str = "raise", errors: list | None = Non
     logs = _stress_time_logs(root / "Processed_data" / "Time_logs.xlsx")
     labels = {}
     for folder in folders:
-        entry = _attempt(lambda f=folder: _stress_labels(f, logs.get(f.name)), on_error, errors)
+        entry = attempt(lambda f=folder: _stress_labels(f, logs.get(f.name)), on_error, errors)
         if entry is not None:
             labels[folder.name] = entry
 
     def recordings():
         for folder in folders:
             if folder.name in labels:
-                rec = _attempt(lambda f=folder: read_e4_session(f), on_error, errors)
+                rec = attempt(lambda f=folder: read_e4_session(f), on_error, errors)
                 if rec is not None:
                     yield rec
 
@@ -199,9 +198,9 @@ def _ppg_bp_table(path: Path) -> dict[str, dict]:
 
         def number(name, cell=cell, i=i):
             v = cell[name]
-            if v is None or (isinstance(v, str) and v.strip().lower() in _MISSING):
+            if v is None or (isinstance(v, str) and v.strip().lower() in MISSING):
                 return math.nan
-            if isinstance(v, bool) or not (isinstance(v, int | float) or _is_number(str(v))):
+            if isinstance(v, bool) or not (isinstance(v, int | float) or is_number(str(v))):
                 raise DataError(path, f"row {i}: {name} {v!r} is not a number")
             return float(v)
 
@@ -223,7 +222,7 @@ def _ppg_bp_table(path: Path) -> dict[str, dict]:
         labels["hypertension_stage"] = stage
         for name in ("diabetes", "cerebral_infarction", "cerebrovascular_disease"):
             raw = str(cell[name]).strip() if cell[name] is not None else ""
-            labels[name] = raw.lower() not in _MISSING  # blank or "None": not diagnosed
+            labels[name] = raw.lower() not in MISSING  # blank or "None": not diagnosed
             labels[f"{name}_raw"] = raw
         if sid in table:
             raise DataError(path, f"row {i}: duplicate subject_ID {sid}")
@@ -243,9 +242,9 @@ def _read_ppg_bp_txt(path: Path, participant: str) -> Recording:
     try:
         values = np.asarray(tokens, dtype=np.float64)
     except ValueError:
-        i = next(k for k, t in enumerate(tokens) if not _is_number(t))
+        i = next(k for k, t in enumerate(tokens) if not is_number(t))
         raise DataError(path, f"value {i}: cannot parse {tokens[i]!r} as a number") from None
-    _check_finite(path, values, lambda r: f"value {r}")
+    check_finite(path, values, lambda r: f"value {r}")
     # Quirk: 231_1 and 231_2 hold 4,200 samples (4.2 s); they are kept whole.
     if len(values) not in (PPG_BP_SAMPLES, 2 * PPG_BP_SAMPLES):
         raise DataError(path, f"{len(values)} samples, expected {PPG_BP_SAMPLES} (2.1 s at "
@@ -267,7 +266,7 @@ def read_ppg_bp(root, on_error: str = "raise", errors: list | None = None
     "<name>_raw"}. Files not named `<id>_<n>.txt`, subjects missing from the spreadsheet and
     subjects without files are reported as errors under the on_error policy.
     """
-    _check_policy(on_error, errors)
+    check_policy(on_error, errors)
     root = Path(root)
     folder = root / "0_subject"
     if not folder.is_dir():
@@ -277,19 +276,19 @@ def read_ppg_bp(root, on_error: str = "raise", errors: list | None = None
     for path in sorted(folder.iterdir()):
         m = re.fullmatch(r"(\d+)_(\d+)\.txt", path.name)
         if m is None:
-            _attempt(lambda p=path: _raise(p, "not named <subject>_<n>.txt"), on_error, errors)
+            attempt(lambda p=path: _raise(p, "not named <subject>_<n>.txt"), on_error, errors)
         elif m[1] not in table:
-            _attempt(lambda p=path, s=m[1]: _raise(p, f"subject {s} is not in the spreadsheet"),
+            attempt(lambda p=path, s=m[1]: _raise(p, f"subject {s} is not in the spreadsheet"),
                      on_error, errors)
         else:
             files.append((int(m[1]), int(m[2]), path))
             seen.add(m[1])
     for sid in sorted(set(table) - seen, key=int):
-        _attempt(lambda s=sid: _raise(folder, f"subject {s} has no recordings"), on_error, errors)
+        attempt(lambda s=sid: _raise(folder, f"subject {s} has no recordings"), on_error, errors)
 
     def recordings():
         for sid, _, path in sorted(files):
-            rec = _attempt(lambda p=path, s=sid: _read_ppg_bp_txt(p, str(s)), on_error, errors)
+            rec = attempt(lambda p=path, s=sid: _read_ppg_bp_txt(p, str(s)), on_error, errors)
             if rec is not None:
                 yield rec
 
@@ -311,15 +310,15 @@ def read_cinc2017(root, on_error: str = "raise", errors: list | None = None
     name, channel "ecg"; table). table[record] = {"rhythm": "N" | "A" | "O" | "~", "af": bool}
     from REFERENCE.csv. One record is treated as one participant (records are not guaranteed
     to be distinct people). Quirk: headers give 'YYYY-MM-DD HH:MM:SS' where WFDB expects
-    'HH:MM:SS DD/MM/YYYY', which wfdb rejects; see `_read_wfdb`. Records without a label and
+    'HH:MM:SS DD/MM/YYYY', which wfdb rejects; see `read_wfdb`. Records without a label and
     labels without a record are reported as errors under the on_error policy.
     """
     import pandas as pd
 
-    _check_policy(on_error, errors)
+    check_policy(on_error, errors)
     root = Path(root)
     ref = root / "REFERENCE.csv"
-    with _as_data_error(ref):
+    with as_data_error(ref):
         if not ref.is_file():
             raise DataError(ref, "missing file")
         df = pd.read_csv(ref, header=None, dtype=str, keep_default_na=False)
@@ -335,22 +334,22 @@ def read_cinc2017(root, on_error: str = "raise", errors: list | None = None
         table[rec] = {"rhythm": label, "af": label == "A"}
     on_disk = {p.stem: p for p in root.glob("*.hea")}
     for rec in sorted(set(on_disk) - set(table)):
-        _attempt(lambda r=rec: _raise(on_disk[r], "record has no label in REFERENCE.csv"),
+        attempt(lambda r=rec: _raise(on_disk[r], "record has no label in REFERENCE.csv"),
                  on_error, errors)
     for rec in sorted(set(table) - set(on_disk)):
-        _attempt(lambda r=rec: _raise(root / f"{r}.hea", "labelled in REFERENCE.csv but "
+        attempt(lambda r=rec: _raise(root / f"{r}.hea", "labelled in REFERENCE.csv but "
                                                          "missing"), on_error, errors)
 
     def read(hea: Path) -> Recording:
-        with _as_data_error(hea):
-            signal, rate, names, start = _read_wfdb(hea)
+        with as_data_error(hea):
+            signal, rate, names, start = read_wfdb(hea)
         if rate != 300 or signal.shape[1] != 1:
             raise DataError(hea, f"expected one ECG channel at 300 Hz, got {names} at {rate:g} Hz")
         return Recording(hea.stem, hea.stem, signal, rate, str(hea), ("ecg",), start)
 
     def recordings():
         for rec in sorted(set(table) & set(on_disk)):
-            out = _attempt(lambda r=rec: read(on_disk[r]), on_error, errors)
+            out = attempt(lambda r=rec: read(on_disk[r]), on_error, errors)
             if out is not None:
                 yield out
 

@@ -15,6 +15,8 @@ COMMANDS = {
     "ingest": ("ahms_fm.ingest", "recordings or the synthetic cohort -> a dataset"),
     "probe": ("ahms_fm.evaluation.command",
               "linear probes of a checkpoint's embeddings, with baselines and intervals"),
+    "embed": ("ahms_fm.evaluation.embed_command",
+              "a checkpoint's embeddings of a folder of recordings (or a dataset) -> Parquet"),
     "sweep": ("ahms_fm.sweep", "many runs from one config (the paper's ablations ...)"),
     "curves": ("ahms_fm.curves", "training curves of one or several runs from metrics.jsonl"),
 }
@@ -33,11 +35,12 @@ def usage() -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     """The errors that are the user's to fix, said in one line."""
     from ahms_fm.config_utils import ConfigError
-    from ahms_fm.data.dataset import DatasetMismatch
+    from ahms_fm.data.dataset import DatasetMismatch, NothingKept
     from ahms_fm.data.recording import DataError
     from ahms_fm.lock import WorkdirBusy
 
-    found = [ConfigError, DataError, DatasetMismatch, WorkdirBusy, FileNotFoundError]
+    found = [ConfigError, DataError, DatasetMismatch, NothingKept, WorkdirBusy,
+             FileNotFoundError]
     for module, name in (("ahms_fm.train", "ResumeMismatch"), ("ahms_fm.train", "NonFiniteLoss"),
                          ("ahms_fm.checkpoint", "CorruptCheckpoint"),
                          ("ahms_fm.evaluation.probe", "NoTargets")):

@@ -73,6 +73,7 @@ _RULES = [
     ("data.participants", lambda v: v >= 1, "a positive integer"),
     ("data.segments_per_participant", lambda v: v >= 1, "a positive integer"),
     ("data.on_error", lambda v: v in ("raise", "skip"), "'raise' or 'skip'"),
+    ("preprocess.max_pad_fraction", lambda v: 0 <= v < 1, "in [0, 1): 0 rejects short recordings"),
     ("data.sample_by", lambda v: v in ("segment", "participant"), "'segment' or 'participant'"),
     ("probe.folds", lambda v: v >= 2, "at least 2"),
     ("probe.n_boot", lambda v: v >= 1, "a positive integer"),

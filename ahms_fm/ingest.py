@@ -33,7 +33,8 @@ def source_from_config(config) -> dataset.Source:
             spec, quality, participants=d.participants,
             segments_per_participant=d.segments_per_participant, seed=d.synthetic_seed,
         )
-    kwargs = dict(hop_seconds=config.preprocess.hop_seconds, on_error=d.on_error)
+    kwargs = dict(hop_seconds=config.preprocess.hop_seconds, on_error=d.on_error,
+                  max_pad_fraction=config.preprocess.max_pad_fraction)
     if d.dataset in sources.PUBLIC:
         if not d.source_dir:
             raise ValueError(f"data.source_dir must point at the {d.dataset} download")

@@ -31,6 +31,9 @@ def recipe() -> ml_collections.ConfigDict:
     c.preprocess = ml_collections.ConfigDict()
     c.preprocess.filter_order = 4  # Butterworth band-pass, run forward and backward
     c.preprocess.hop_seconds = 0.0  # between window starts; 0 = window_seconds
+    # Recordings shorter than a window: 0 rejects them (too_short); f in (0, 1) pads one
+    # lacking at most that fraction of a window with zeros, recorded per segment (pad_s).
+    c.preprocess.max_pad_fraction = 0.0
     c.preprocess.storage_dtype = "float16"  # signals on disk; z-scored, so 3 digits suffice
 
     # A window failing any of these is rejected, with the first failing reason.

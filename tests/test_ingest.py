@@ -214,3 +214,24 @@ def test_a_csv_timed_at_an_odd_rate_is_ingested(tmp_path):
     index = next(i for i, p in enumerate(meta["participants"]) if p["participant"] == "sub01")
     odd = [r for r in records if r["participant_index"] == index]
     assert len(odd) == 2 and all(abs(r["heart_rate"] - 66.0) < 1.0 for r in odd)
+
+
+def test_nothing_kept_says_why_by_reason_and_file(tmp_path):
+    """Before: 'no segment was kept for split train: all of its 8 participants were
+    rejected or unreadable', without the counts already computed or the files skipped."""
+    from ahms_fm.data.dataset import NothingKept
+
+    spec = _byo_cohort(tmp_path / "cohort", corrupt="sub04")
+    config = _byo_config(tmp_path, spec, "skip")
+    config.input.window_seconds = 200.0  # every 150 s recording is too short
+    with pytest.raises(NothingKept) as info:
+        ingest(config, progress=False)
+    message = str(info.value)
+    assert "too_short 9" in message  # the train split's 10 participants, one unreadable
+    assert "at least one whole 200 s window" in message and "max_pad_fraction" in message
+    assert "files skipped (1)" in message and "sub04/day1.csv" in message
+    config.preprocess.max_pad_fraction = 0.3  # 150 s lack 25% of 200 s: padded, kept
+    meta = D.load_metadata(ingest(config, progress=False))
+    assert meta["summary"]["segments_kept"] == 11
+    rec = D.load_split(D.dataset_dir(config.data.data_dir, "my_cohort"), "train").records[0]
+    assert rec["pad_s"] == pytest.approx(50.0, abs=0.1)

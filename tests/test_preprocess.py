@@ -192,6 +192,29 @@ def test_too_short_and_wrong_channels_and_no_quality():
     assert list(segment_array(x, 64.0, PPG, None).reason) == [""]  # only non-finite checked
 
 
+def test_a_short_exam_is_padded_only_under_the_pad_policy():
+    """A 10 s ECG exam (500 Hz, 72 bpm) against 30 s windows at 128 Hz: rejected by
+    default; with max_pad_fraction >= 2/3 one window, its first 10 s the exam (z-scored on
+    its own samples, heart rate from them) and 20 s of zeros, recorded as pad_s."""
+    exam = spike_train(500.0, 10.0, 72, np.random.default_rng(3))
+    assert segment_array(exam, 500.0, ECG, Q).too_short
+    assert segment_array(exam, 500.0, ECG, Q, max_pad_fraction=0.6).too_short  # lacks 2/3
+    s = segment_array(exam, 500.0, ECG, Q, max_pad_fraction=0.7)
+    assert not s.too_short and list(s.reason) == [""] and s.signal.shape == (1, 3840, 1)
+    assert s.pad_s[0] == pytest.approx(20.0, abs=1 / 128)
+    real = s.signal[0, :1280, 0]
+    assert abs(real.mean()) < 1e-3 and abs(real.std() - 1.0) < 1e-3
+    assert not s.signal[0, 1281:].any()
+    assert s.heart_rate[0] == pytest.approx(72.0, abs=2.0)
+    # The kept part equals an unpadded 10 s window's preprocessing of the same exam.
+    ten = ModalitySpec("ecg", 128.0, 10.0, 1, (0.5, 40.0))
+    np.testing.assert_allclose(real, segment_array(exam, 500.0, ten, Q).signal[0, :, 0],
+                               atol=1e-5)
+    assert segment_array(np.zeros(64 * 59), 64.0, PPG, Q).pad_s.shape == (0,)
+    with pytest.raises(ValueError, match="max_pad_fraction"):
+        segment_array(exam, 500.0, ECG, Q, max_pad_fraction=1.0)
+
+
 def test_preprocess_windows_batch_matches_the_recording_path_on_one_window():
     rng = np.random.default_rng(2)
     raw = np.stack([pulse_train(64.0, 60.0, bpm, rng) for bpm in (55, 80, 120)])[..., None]

@@ -347,7 +347,8 @@ def test_numpy_problems(tmp_path):
         read_file(tmp_path / "nan.npy", sample_rate=64)
     np.save(tmp_path / "t.npy", np.ones((4, 3840)))
     with raises_naming(tmp_path / "t.npy", "transpose"):
-        read_file(tmp_path / "t.npy", sample_rate=64)
+        read_file(tmp_path / "t.npy", sample_rate=64, orientation="time_first")
+    assert read_file(tmp_path / "t.npy", sample_rate=64).signal.shape == (3840, 4)  # auto
     (tmp_path / "cut.npy").write_bytes((tmp_path / "a.npy").read_bytes()[:300])
     with raises_naming(tmp_path / "cut.npy"):
         read_file(tmp_path / "cut.npy", sample_rate=64)

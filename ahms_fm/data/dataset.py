@@ -70,6 +70,7 @@ class SegmentBatch:
     label: list[str] | None = None
     too_short: int = 0  # recordings without one whole window
     owner: str = ""  # the participant of a one-recording batch (even without segments)
+    pad_s: np.ndarray | None = None  # seconds padded after the signal, per window (None: 0)
 
 
 @dataclasses.dataclass
@@ -138,6 +139,7 @@ def features(spec: ModalitySpec, storage_dtype: str) -> tfds.features.FeaturesDi
         "heart_rate": np.float32,
         "quality": np.float32,
         "label": f.Text(),
+        "pad_s": np.float32,  # zeros after a short recording's signal (preprocess.max_pad_fraction)
     })
 
 
@@ -282,6 +284,28 @@ def _remove_orphans(parent: Path, name: str) -> None:
             shutil.rmtree(orphan, ignore_errors=True)
 
 
+class NothingKept(ValueError):
+    """Ingestion kept no segment for a split; the message says why (counts by reason)."""
+
+
+def _nothing_kept(source, spec, split: str, people: int, summary: dict) -> str:
+    """Why a split kept nothing: the rejections by reason, the skipped files, what to do."""
+    counts = {r: n for r, n in summary["rejected"].items() if n}
+    lines = [f"{source.name}: no segment was kept for split {split!r}: all of its {people} "
+             "participants were rejected or unreadable. Rejected so far: "
+             + (", ".join(f"{r} {n}" for r, n in counts.items()) or "nothing")]
+    if counts.get("too_short"):
+        lines.append(f"too_short: a recording needs at least one whole {spec.window_seconds:g} "
+                     "s window (input.window_seconds); set preprocess.max_pad_fraction to pad "
+                     "shorter ones, or use a shorter window")
+    if source.errors:
+        shown = source.errors[:10]
+        lines.append(f"files skipped ({len(source.errors)}): " + "; ".join(
+            f"{p}: {why}" for p, why in shown) + (" ..." if len(source.errors) > 10 else ""))
+    lines.append("See the quality settings, the errors, or use more participants.")
+    return "\n".join(lines)
+
+
 def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) -> dict:
     ids = sorted(source.participants)
     split_of = assign_splits(ids)
@@ -316,17 +340,14 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
                     "heart_rate": float(batch.heart_rate[i]),
                     "quality": float(batch.quality[i]),
                     "label": batch.label[i] if batch.label else "",
+                    "pad_s": float(batch.pad_s[i]) if batch.pad_s is not None else 0.0,
                 }))
                 owners.append(index_of[pid])
             new = {batch.owner} if batch.owner else set(batch.participant)
             progress(len(new - visited))
             visited |= new
         if not owners:
-            raise ValueError(
-                f"{source.name}: no segment was kept for split {split!r}: all of its "
-                f"{len(wanted)} participants were rejected or unreadable (see the quality "
-                "settings, the errors, or use more participants)"
-            )
+            raise NothingKept(_nothing_kept(source, spec, split, len(wanted), summary))
         np.save(folder / f"{source.name}-{split}.participants.npy", np.asarray(owners, np.int64))
         summary["participants_with_segments"] += len(set(owners))
         summary["split_segments"][split] = len(owners)

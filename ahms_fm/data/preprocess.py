@@ -131,7 +131,12 @@ class Segments:
     heart_rate: np.ndarray  # estimated, beats per minute; NaN where none was found
     quality: np.ndarray  # height of the autocorrelation peak, in [0, 1]: periodicity
     reason: np.ndarray  # str per window; "" = kept
-    too_short: bool = False  # the recording held no whole window
+    too_short: bool = False  # the recording held no whole window (and was not padded)
+    pad_s: np.ndarray | None = None  # seconds of zeros after the signal, per window
+
+    def __post_init__(self):
+        if self.pad_s is None:
+            self.pad_s = np.zeros(len(self.reason))
 
     @property
     def kept(self) -> np.ndarray:
@@ -355,11 +360,16 @@ def segment_array(
     accel: np.ndarray | None = None,
     accel_rate: float = 0.0,
     source: str = "<array>",
+    max_pad_fraction: float = 0.0,
 ) -> Segments:
     """Preprocess one continuous `[time, channels]` recording into segments.
 
     With `quality=None` only non-finite windows are rejected (inference on
-    signals the caller vouches for).
+    signals the caller vouches for). A recording shorter than a window is
+    `too_short` (no segments), unless `max_pad_fraction` > 0 and it lacks at most
+    that fraction of a window: then it is one window, checked and z-scored on its
+    own samples and followed by zeros (the signal's mean), `pad_s` recording how
+    many seconds were padded.
     """
     x = np.asarray(signal, np.float64)
     if x.ndim == 1:
@@ -375,11 +385,18 @@ def segment_array(
     if peak > MAX_AMPLITUDE:  # filtering and z-scoring would overflow into NaN
         raise DataError(source, f"amplitudes out of range: |value| up to {peak:.3g}, above "
                         f"{MAX_AMPLITUDE:g} in any unit (a corrupt or mis-scaled file?)")
+    if not 0.0 <= max_pad_fraction < 1.0:
+        raise ValueError(f"max_pad_fraction must be in [0, 1), got {max_pad_fraction}")
     length = spec.segment_length
     hop_s = hop_seconds or spec.window_seconds
     duration = len(x) / sample_rate
+    w = spec.window_seconds  # seconds of signal a window covers
     count = math.floor((duration - spec.window_seconds) / hop_s + 1e-9) + 1
-    if duration + 1e-9 < spec.window_seconds or count <= 0:
+    padded = duration + 1e-9 < spec.window_seconds
+    if padded and duration + 1e-9 >= (1.0 - max_pad_fraction) * spec.window_seconds > 0 \
+            and max_pad_fraction > 0 and len(x) >= 2:
+        count, w = 1, duration
+    elif padded or count <= 0:
         empty = np.zeros((0, length, spec.channels), np.float32)
         none = np.zeros(0)
         return Segments(empty, none, none, none, np.zeros(0, "<U10"), too_short=True)
@@ -388,17 +405,19 @@ def segment_array(
     filled, nonfinite = _fill_nonfinite(x)
     y = resample(filled, sample_rate, spec.sample_rate)
     y = bandpass(y, spec.sample_rate, spec.band_hz, spec.filter_order)
-    if len(y) < round(starts_s[-1] * spec.sample_rate) + length:  # resampler rounding
-        y = np.pad(y, ((0, length), (0, 0)), mode="edge")
-    idx = np.round(starts_s * spec.sample_rate).astype(np.int64)[:, None] + np.arange(length)
-    windows = y[idx]  # [n, length, channels]
+    if padded:
+        windows = y[None, :length]  # shorter than a window: zeros follow after z-scoring
+    else:
+        if len(y) < round(starts_s[-1] * spec.sample_rate) + length:  # resampler rounding
+            y = np.pad(y, ((0, length), (0, 0)), mode="edge")
+        idx = np.round(starts_s * spec.sample_rate).astype(np.int64)[:, None] + np.arange(length)
+        windows = y[idx]  # [n, length, channels]
 
     reason = np.full(count, "", dtype="<U10")
 
     def reject(name, bad):
         reason[(reason == "") & bad] = name
 
-    w = spec.window_seconds
     reject("nonfinite", _window_fraction(nonfinite.any(1), sample_rate, starts_s, w) > 0)
     bpm, periodicity = estimate_heart_rate(windows, spec.sample_rate, spec.modality)
     if quality is not None:
@@ -414,11 +433,17 @@ def segment_array(
         reject("heart_rate", ~((bpm >= lo) & (bpm <= hi)))
 
     out = zscore(windows).astype(np.float32)
-    return Segments(out, starts_s, bpm, periodicity, reason)
+    if not padded:
+        return Segments(out, starts_s, bpm, periodicity, reason)
+    pad = length - out.shape[1]
+    out = np.pad(out, ((0, 0), (0, pad), (0, 0)))
+    return Segments(out, starts_s, bpm, periodicity, reason,
+                    pad_s=np.array([pad / spec.sample_rate]))
 
 
 def segment_recording(
-    rec: Recording, spec: ModalitySpec, quality: QualitySpec | None, hop_seconds: float = 0.0
+    rec: Recording, spec: ModalitySpec, quality: QualitySpec | None, hop_seconds: float = 0.0,
+    max_pad_fraction: float = 0.0,
 ) -> Segments:
     """`segment_array` on a reader's `Recording` (its accelerometer used for motion).
     Any failure is a `DataError` naming the recording's file."""
@@ -426,6 +451,7 @@ def segment_recording(
         return segment_array(
             rec.signal, rec.sample_rate, spec, quality, hop_seconds=hop_seconds,
             accel=rec.accel, accel_rate=rec.accel_rate, source=rec.source,
+            max_pad_fraction=max_pad_fraction,
         )
     except DataError:
         raise

@@ -99,6 +99,7 @@ def recording_source(
     quality: QualitySpec,
     *,
     hop_seconds: float = 0.0,
+    max_pad_fraction: float = 0.0,
     segment_label: Callable[[Recording, np.ndarray], list[str]] | None = None,
     citation: str = "",
     homepage: str = "",
@@ -120,7 +121,7 @@ def recording_source(
         # Any order will do: the dataset's keys put records in participant order.
         for rec in recordings(set(wanted), source.errors):
             try:
-                s = segment_recording(rec, spec, quality, hop_seconds)
+                s = segment_recording(rec, spec, quality, hop_seconds, max_pad_fraction)
             except DataError as e:
                 if on_error == "raise":
                     raise
@@ -133,7 +134,7 @@ def recording_source(
                 start_time=rec.start_time + s.offset_s, signal=s.signal,
                 heart_rate=s.heart_rate, quality=s.quality, reason=s.reason,
                 label=segment_label(rec, s.offset_s) if segment_label and n else None,
-                too_short=int(s.too_short), owner=rec.participant,
+                too_short=int(s.too_short), owner=rec.participant, pad_s=s.pad_s,
             )
 
     source.segments = segments
@@ -151,7 +152,8 @@ def _from_reader(reader, root, on_error):
     return labels, recordings
 
 
-def stress_predict_source(root, spec, quality, *, hop_seconds=0.0, on_error="raise"):
+def stress_predict_source(root, spec, quality, *, hop_seconds=0.0, max_pad_fraction=0.0,
+                  on_error="raise"):
     """Stress-Predict: Empatica E4 wrist BVP (64 Hz) with accelerometer, 35 sessions.
 
     Segment label: the task phase covering the window's middle (Time_logs.xlsx),
@@ -169,13 +171,15 @@ def stress_predict_source(root, spec, quality, *, hop_seconds=0.0, on_error="rai
     return recording_source(
         "stress_predict", "Stress-Predict (Iqbal et al., Sensors 2022): Empatica E4 wrist PPG "
         "during a stress protocol; segment labels are task phases.", table, recordings, spec,
-        quality, hop_seconds=hop_seconds, segment_label=phase, on_error=on_error,
+        quality, hop_seconds=hop_seconds, max_pad_fraction=max_pad_fraction,
+        segment_label=phase, on_error=on_error,
         citation="Iqbal et al., Sensors 22(21):8135, 2022",
         homepage="https://github.com/italha-d/Stress-Predict-Dataset",
     )
 
 
-def ppg_bp_source(root, spec, quality, *, hop_seconds=0.0, on_error="raise"):
+def ppg_bp_source(root, spec, quality, *, hop_seconds=0.0, max_pad_fraction=0.0,
+                  on_error="raise"):
     """PPG-BP: finger PPG at 1 kHz, 3 x 2.1 s per subject, with demographics and diagnoses."""
     labels, recordings = _from_reader(public.read_ppg_bp, root, on_error)
     table = {p: {k: v for k, v in row.items() if not k.endswith("_raw")}
@@ -183,19 +187,20 @@ def ppg_bp_source(root, spec, quality, *, hop_seconds=0.0, on_error="raise"):
     return recording_source(
         "ppg_bp", "PPG-BP (Liang et al., Sci Data 2018): finger PPG with age, sex, BMI, blood "
         "pressure, hypertension and diabetes.", table, recordings, spec, quality,
-        hop_seconds=hop_seconds, on_error=on_error,
+        hop_seconds=hop_seconds, max_pad_fraction=max_pad_fraction, on_error=on_error,
         citation="Liang et al., Sci Data 5:180020, 2018",
         homepage="https://doi.org/10.6084/m9.figshare.5459299",
     )
 
 
-def cinc2017_source(root, spec, quality, *, hop_seconds=0.0, on_error="raise"):
+def cinc2017_source(root, spec, quality, *, hop_seconds=0.0, max_pad_fraction=0.0,
+                  on_error="raise"):
     """PhysioNet/CinC 2017: AliveCor single-lead ECG (300 Hz), rhythm labels N/A/O/~."""
     labels, recordings = _from_reader(public.read_cinc2017, root, on_error)
     return recording_source(
         "cinc2017", "PhysioNet/CinC Challenge 2017 (Clifford et al.): single-lead hand-held "
         "ECG; one record = one participant; labels rhythm and af.", labels, recordings, spec,
-        quality, hop_seconds=hop_seconds, on_error=on_error,
+        quality, hop_seconds=hop_seconds, max_pad_fraction=max_pad_fraction, on_error=on_error,
         citation="Clifford et al., CinC 2017", homepage="https://physionet.org/content/challenge-2017/",
     )
 
@@ -204,14 +209,18 @@ PUBLIC = {"stress_predict": stress_predict_source, "ppg_bp": ppg_bp_source,
           "cinc2017": cinc2017_source}
 
 
-def byo_source(name, root, spec_file, spec, quality, *, hop_seconds=0.0, on_error="raise"):
+def byo_source(name, root, spec_file, spec, quality, *, hop_seconds=0.0, max_pad_fraction=0.0,
+                  on_error="raise"):
     """Your own cohort: a folder of recordings described by a `readers.ByoSpec` JSON file,
-    with a participants table (any label columns)."""
+    with a participants table (any label columns) and/or labels from WFDB headers."""
     byo = readers.ByoSpec.from_json(spec_file)
     root = Path(root)
     table = {}
+    if byo.header_labels:
+        table = readers.header_table(root, byo, on_error=on_error, errors=[])
     if byo.participants_csv:
-        table = readers.read_participants_csv(root / byo.participants_csv, byo.id_column)
+        csv_table = readers.read_participants_csv(root / byo.participants_csv, byo.id_column)
+        table = {p: {**table.get(p, {}), **labels} for p, labels in csv_table.items()}
 
     def recordings(wanted, errors):
         it = readers.scan_folder(root, byo, on_error=on_error, errors=errors, only=wanted)
@@ -221,6 +230,7 @@ def byo_source(name, root, spec_file, spec, quality, *, hop_seconds=0.0, on_erro
         table = {rec.participant: {} for rec in recordings(_Everyone(), [])}
     return recording_source(name, f"Bring-your-own cohort from {root} ({spec_file}).", table,
                             recordings, spec, quality, hop_seconds=hop_seconds,
+                            max_pad_fraction=max_pad_fraction,
                             on_error=on_error)
 
 

@@ -35,11 +35,17 @@ from tqdm.auto import tqdm
 from ahms_fm import checkpoint
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec, segment_recording
 from ahms_fm.data.recording import DataError, Recording
+from ahms_fm.evaluation.parquet import (  # noqa: F401 (embeddings' public API)
+    METADATA_KEY,
+    embedding_matrix,
+    json_default,
+    read_embeddings,
+    write_embeddings,
+)
 from ahms_fm.models.student import Student, StudentGraph
 from ahms_fm.parallel import make_mesh, to_global
 
 WHICH = ("teacher", "student")
-METADATA_KEY = b"ahms_fm"  # the Parquet schema metadata entry holding our JSON
 
 # ----------------------------------------------------------------------------
 # The encoder.
@@ -422,80 +428,6 @@ def embed_split(encoder: Encoder, split, *, batch_size: int = 256, progress: boo
     return table
 
 
-def embedding_matrix(table, column: str = "embedding") -> np.ndarray:
-    """The embedding column of a table as one `[n, d]` float32 array."""
-    values = table[column].to_numpy()
-    if len(values) == 0:
-        return np.zeros((0, 0), np.float32)
-    return np.stack(values).astype(np.float32, copy=False)
-
-
-# ----------------------------------------------------------------------------
-# Parquet files.
-# ----------------------------------------------------------------------------
-
-
-def json_default(x):
-    """`json.dumps(default=...)` for NumPy scalars and arrays and paths."""
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serializable")
-
-
-def write_embeddings(table, path, *, metadata: dict) -> None:
-    """Write a table with an embedding column to Parquet.
-
-    The embedding is a fixed_size_list<float32>[d] column; `metadata` (checkpoint,
-    step, which, modality_spec, dataset) is JSON in the schema metadata. The file
-    appears complete or not at all.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    z = embedding_matrix(table)
-    arrow = pa.Table.from_pandas(table.drop(columns=["embedding"]), preserve_index=False)
-    values = pa.array(z.reshape(-1), pa.float32())
-    arrow = arrow.append_column(pa.field("embedding", pa.list_(pa.float32(), z.shape[1])),
-                                pa.FixedSizeListArray.from_arrays(values, z.shape[1]))
-    meta = {**(arrow.schema.metadata or {}),
-            METADATA_KEY: json.dumps(metadata, default=json_default).encode()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(arrow.replace_schema_metadata(meta), tmp)
-    tmp.replace(path)
-
-
-def read_embeddings(path):
-    """(table without the embedding column, [n, d] float32 embeddings, metadata)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such embeddings file")
-    try:
-        arrow = pq.read_table(path)
-    except (pa.ArrowException, OSError) as e:
-        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
-    meta = arrow.schema.metadata or {}
-    if "embedding" not in arrow.column_names or METADATA_KEY not in meta:
-        raise ValueError(f"{path}: not an embeddings file (no embedding column or "
-                         f"{METADATA_KEY.decode()} metadata); write it with write_embeddings")
-    column = arrow.column("embedding").combine_chunks()
-    if not pa.types.is_fixed_size_list(column.type):
-        raise ValueError(f"{path}: the embedding column is {column.type}, not a "
-                         "fixed_size_list<float32>")
-    d = column.type.list_size
-    z = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    table = arrow.drop_columns(["embedding"]).to_pandas()
-    return table, z.reshape(len(column), d), json.loads(meta[METADATA_KEY])
-
-
 # ----------------------------------------------------------------------------
 # Raw signals: the Python API.
 # ----------------------------------------------------------------------------
@@ -525,28 +457,122 @@ class Embedded:
 
 
 def _as_recordings(signals, sample_rate) -> list[Recording]:
-    """A Recording, a raw array [time, channels] or [time], or a list of them."""
+    """A Recording, a raw array [time, channels] or [time] (a list of numbers is one), or
+    a list of them."""
+    if isinstance(signals, (list, tuple)) and signals and all(
+            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in signals):
+        signals = np.asarray(signals, np.float64)  # one recording, not one per number
     one = isinstance(signals, Recording) or (isinstance(signals, np.ndarray)
                                              and signals.ndim <= 2)
     items = [signals] if one else list(signals)
     out = []
     for i, s in enumerate(items):
+        name = "signals" if one else f"signals[{i}]"
         if isinstance(s, Recording):
             if sample_rate is not None and sample_rate != s.sample_rate:
-                raise ValueError(f"signals[{i}] ({s.source}) is a Recording at "
+                raise ValueError(f"{name} ({s.source}) is a Recording at "
                                  f"{s.sample_rate:g} Hz; sample_rate={sample_rate} is for "
                                  "raw arrays only")
             out.append(s)
             continue
-        x = np.asarray(s)
+        try:
+            x = np.asarray(s)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name} is not an array of numbers ({e})") from None
+        if x.dtype.kind not in "biuf":
+            raise ValueError(f"{name} has dtype {x.dtype}: give real numbers (a [time, "
+                             "channels] float array), not text or objects")
         if x.ndim > 2:
-            raise ValueError(f"signals[{i}] has shape {x.shape}: give a [time, channels] "
+            raise ValueError(f"{name} has shape {x.shape}: give a [time, channels] "
                              "array per recording (a list for several)")
         if sample_rate is None:
             raise ValueError("sample_rate (Hz) is required with raw arrays")
-        out.append(Recording(participant="", recording=f"signals[{i}]", signal=x,
-                             sample_rate=float(sample_rate), source=f"signals[{i}]"))
+        out.append(Recording(participant="", recording=name, signal=x,
+                             sample_rate=float(sample_rate), source=name))
     return out
+
+
+PLAUSIBLE_BPM = (30.0, 220.0)  # median estimated heart rates outside: the rate is suspect
+COMMON_RATES = (25, 32, 50, 64, 100, 125, 128, 200, 250, 256, 300, 360, 400, 500, 512, 1000)
+
+
+def check_channels(rec: Recording, spec: ModalitySpec, encoder) -> None:
+    """A DataError for a channel count the encoder cannot take, with a transpose hint for
+    what looks like [channels, time]."""
+    shape = np.shape(rec.signal)
+    channels = shape[1] if len(shape) == 2 else 1
+    if channels == spec.channels:
+        return
+    hint = ""
+    if len(shape) == 2 and shape[0] == spec.channels and shape[1] > shape[0]:
+        hint = f"; it looks like [channels, time] {shape}: pass its transpose (x.T)"
+    raise DataError(rec.source, f"{channels} channel(s), but the checkpoint "
+                    f"{encoder.source} expects {_describe_spec(spec)}{hint}")
+
+
+def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
+    """Warnings for what the caller would want to know: nothing embedded (and why), and
+    heart rates that suggest a wrong declared sampling rate."""
+    import warnings
+
+    reasons: dict[str, int] = {}
+    for s in parts:
+        for r in s.reason[s.reason != ""]:
+            reasons[r] = reasons.get(r, 0) + 1
+    short = [n for n, s in zip(names, parts, strict=True) if s.too_short]
+    if parts and not any(s.kept.any() for s in parts):
+        why = [f"{n} windows rejected ({r})" for r, n in sorted(reasons.items())]
+        if short:
+            why.append(f"{len(short)} recording(s) shorter than one {spec.window_seconds:g} s "
+                       f"window ({', '.join(short[:5])}{', ...' if len(short) > 5 else ''}); "
+                       "the checkpoint's preprocess.max_pad_fraction decides whether short "
+                       "ones are padded")
+        warnings.warn("nothing was embedded: " + "; ".join(why), stacklevel=3)
+    lo, hi = PLAUSIBLE_BPM
+    for name, s, rate, signal in zip(names, parts, rates, signals, strict=True):
+        if len(s.reason) == 0:
+            continue
+        bpm = np.nanmedian(s.heart_rate) if np.isfinite(s.heart_rate).any() else np.nan
+        rhythmic = np.nanmedian(s.quality) >= 0.5 if np.isfinite(s.quality).any() else False
+        if np.isfinite(bpm) and lo <= bpm <= hi and rhythmic:
+            continue
+        found = _likely_rate(signal, spec)
+        if found is None or abs(np.log(found[0] / rate)) < np.log(1.15):
+            continue  # no rhythm at any common rate either (noise), or about this rate
+        likely, at_likely = found
+        said = f"{bpm:.0f} bpm" if np.isfinite(bpm) else "no heart rate"
+        warnings.warn(
+            f"{name}: {said} at the declared {rate:g} Hz: implausible; is the sampling "
+            f"rate right? Read at {likely} Hz, its heart rate would be a plausible "
+            f"{at_likely:.0f} bpm", stacklevel=3)
+
+
+def _likely_rate(signal, spec: ModalitySpec, seconds: float = 30.0):
+    """(rate, bpm): of the common sampling rates, the one at which the recording's start
+    (`seconds` of it) is most clearly periodic at a plausible heart rate, the one nearest
+    70 bpm among the nearly as periodic (a rhythm alone cannot tell 60 from 72 bpm);
+    None where no rate gives one."""
+    from ahms_fm.data.preprocess import bandpass, estimate_heart_rate, resample
+
+    x = np.asarray(signal, np.float64)
+    x = x[:, :1] if x.ndim == 2 else x[:, None]
+    lo, hi = PLAUSIBLE_BPM
+    found = []
+    for r in COMMON_RATES:
+        part = x[: int(seconds * r)]
+        if len(part) < 2 * r or not np.isfinite(part).all():
+            continue
+        y = bandpass(resample(part, r, spec.sample_rate), spec.sample_rate, spec.band_hz,
+                     spec.filter_order)
+        bpm, periodicity = estimate_heart_rate(y[None], spec.sample_rate, spec.modality)
+        if np.isfinite(bpm[0]) and lo <= bpm[0] <= hi and periodicity[0] >= 0.5:
+            found.append((float(periodicity[0]), r, float(bpm[0])))
+    if not found:
+        return None
+    best = max(p for p, _, _ in found)
+    _, r, bpm = min((f for f in found if f[0] >= 0.9 * best),
+                    key=lambda f: abs(np.log(f[2] / 70.0)))
+    return r, bpm
 
 
 def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str = "teacher",
@@ -557,18 +583,22 @@ def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str =
     or a list of either. Each is preprocessed exactly as at ingestion, with the
     checkpoint's settings (resample, band-pass, window, quality checks,
     z-score); windows failing a quality check are reported, not embedded.
+    Warns (UserWarning) when nothing was embedded, saying why, and when a
+    recording's beats come at a rate implausible for its declared sampling
+    rate, naming the common rate at which it would be a resting one.
     """
     encoder = checkpoint if isinstance(checkpoint, Encoder) else load_encoder(checkpoint,
                                                                               which=which)
     spec, config = encoder.spec, encoder.config
     quality = QualitySpec.from_config(config)
     recordings = _as_recordings(signals, sample_rate)
+    pad = config.preprocess.get("max_pad_fraction", 0.0)  # older checkpoints: no padding
     parts = []
     for rec in recordings:
-        if rec.signal.shape[1] != spec.channels:
-            raise DataError(rec.source, f"{rec.signal.shape[1]} channel(s), but the "
-                            f"checkpoint {encoder.source} expects {_describe_spec(spec)}")
-        parts.append(segment_recording(rec, spec, quality, config.preprocess.hop_seconds))
+        check_channels(rec, spec, encoder)
+        parts.append(segment_recording(rec, spec, quality, config.preprocess.hop_seconds, pad))
+    _warn_about([r.recording for r in recordings], parts,
+                [r.sample_rate for r in recordings], [r.signal for r in recordings], spec)
     counts = [len(s.reason) for s in parts]
     reason = _concat([s.reason for s in parts], "<U10")
     windows = _concat([s.signal[s.kept] for s in parts], np.float32, encoder.spec_shape)

@@ -598,14 +598,19 @@ def ceiling_units(participants, groups, modality: str, where: str):
 
 
 def _demographics(participants, groups):
-    """[n, 3] age, sex, BMI per participant (the paper's baseline for conditions)."""
+    """[n, 3] age, sex, BMI per participant (the paper's baseline for conditions); None
+    where a column is absent. A column of two words (sex as Female/Male) is coded 0/1 in
+    alphabetical order."""
+    if not all(any(c in p for p in participants) for c in targets_lib.DEMOGRAPHICS):
+        return None
     cols = []
     for column in targets_lib.DEMOGRAPHICS:
-        if not any(column in p for p in participants):
-            return None
+        raw = targets_lib.participant_column(participants, column, groups, "")
+        words = sorted({v for v in raw if isinstance(v, str) and v})
+        if len(words) == 2 and all(isinstance(v, str) or v is None for v in raw):
+            raw = [words.index(v) if v in words else None for v in raw]
         t = targets_lib.Target(column, column, "participant")
-        cols.append(targets_lib.values(
-            t, targets_lib.participant_column(participants, column, groups, ""))[0])
+        cols.append(targets_lib.values(t, raw)[0])
     return np.stack(cols, axis=1).astype(np.float32)
 
 

@@ -21,14 +21,14 @@ Parquet), `arrays` (NumPy), `physionet` (WFDB, EDF), `e4` (Empatica exports), `f
 (`read_file`: any of them by extension), `byo` (`ByoSpec`, `scan_folder`).
 """
 
-from ahms_fm.data.readers.byo import ByoSpec, scan_folder
+from ahms_fm.data.readers.byo import ByoSpec, header_table, scan_folder
 from ahms_fm.data.readers.e4 import E4_ACC_RATE, E4_BVP_RATE, read_e4_extras, read_e4_session
 from ahms_fm.data.readers.files import read_file
 from ahms_fm.data.readers.tables import read_participants_csv
 from ahms_fm.data.recording import DataError
 
 __all__ = [  # noqa: RUF022 (grouped by kind, not sorted)
-    "ByoSpec", "read_file", "read_participants_csv", "scan_folder",  # bring your own
+    "ByoSpec", "read_file", "read_participants_csv", "scan_folder", "header_table",  # BYO
     "read_e4_extras", "read_e4_session", "E4_BVP_RATE", "E4_ACC_RATE",  # Empatica E4
     "DataError",
 ]

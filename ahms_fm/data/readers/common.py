@@ -15,7 +15,7 @@ from ahms_fm.data.recording import DataError
 
 UNIX_MIN, UNIX_MAX = 946_684_800.0, 4_102_444_800.0  # 2000-01-01 .. 2100-01-01 (UTC)
 
-MISSING = {"", "na", "n/a", "nan", "null", "none"}
+MISSING = {"", "na", "n/a", "nan", "null", "none", "unknown"}
 
 TRUE = {"yes", "y", "true", "t", "1"}
 
@@ -83,8 +83,33 @@ def csv_header(path: Path) -> list[str]:
         raise DataError(path, "no header row: the first line holds numbers, expected column "
                               "names (e.g. time,ppg)")
     if not all(names):
-        raise DataError(path, f"empty column name in the header {names}")
+        hint = (": the first column looks like pandas' unnamed index; write the table with "
+                "to_csv(..., index=False), or name that column") if names and not names[0] \
+            and all(names[1:]) else ""
+        raise DataError(path, f"empty column name in the header {names}{hint}")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise DataError(path, f"duplicate column names in the header: {dupes}")
     return names
+
+
+def select_channels(path, names: list[str] | None, channels, count: int) -> list[int]:
+    """Column indices of `channels` (all where None): each a name among `names` or an int
+    index (negative counts from the end). Unnamed columns (`names` None) take indices only."""
+    if not channels:
+        return list(range(count))
+    out = []
+    for c in channels:
+        if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if not -count <= c < count:
+                raise DataError(path, f"channel index {c} out of range for {count} channel(s)")
+            out.append(int(c) % count)
+        elif names is None:
+            raise DataError(path, f"channel {c!r} selected by name, but the file's {count} "
+                                  "columns have no names: select by index (0, 1, ...) or name "
+                                  "them with channel_names")
+        elif c not in names:
+            raise DataError(path, f"no channel {c!r}; channels are {list(names)}")
+        else:
+            out.append(names.index(c))
+    return out

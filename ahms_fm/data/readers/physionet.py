@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ahms_fm.data.readers.common import agree_rate, check_finite, utc
+from ahms_fm.data.readers.common import agree_rate, check_finite, select_channels, utc
 from ahms_fm.data.recording import DataError, Recording
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -67,13 +67,9 @@ def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, f
     return signal, rate, [names[i] for i in idx], start
 
 def channel_indices(path, names: list[str], channels) -> list[int]:
-    """Indices of the selected channel names (all where none are selected)."""
-    if not channels:
-        return list(range(len(names)))
-    missing = [c for c in channels if c not in names]
-    if missing:
-        raise DataError(path, f"no channel(s) {missing}; channels are {names}")
-    return [names.index(c) for c in channels]
+    """Indices of the selected channels, by name or index (all where none are selected)."""
+    return select_channels(path, names, channels, len(names))
+
 
 def _rdrecord_sanitized(hea: Path, text: str, lines: list[str], tokens: list[str],
                         data_files: list[str]):

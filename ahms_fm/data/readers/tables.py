@@ -10,7 +10,7 @@ from ahms_fm.data.readers.common import FALSE, MISSING, TRUE, as_data_error, csv
 from ahms_fm.data.recording import DataError
 
 
-def _parse_column(values: list[str]) -> list:
+def parse_column(values: list[str]) -> list:
     """One label column: numbers, booleans or strings; missing -> NaN (numbers) / None."""
     present = [v for v in values if v.lower() not in MISSING]
     if present and all(is_number(v) for v in present):
@@ -41,7 +41,7 @@ def read_participants_csv(path, id_column: str = "participant") -> dict[str, dic
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
                          header=0, names=names)
     ids = [v.strip() for v in df[id_column]]
-    columns = {c: _parse_column([v.strip() for v in df[c]]) for c in names if c != id_column}
+    columns = {c: parse_column([v.strip() for v in df[c]]) for c in names if c != id_column}
     table, line_of = {}, {}
     for i, pid in enumerate(ids):
         if not pid:

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from ahms_fm.data.readers.common import UNIX_MIN, agree_rate, check_finite, csv_header, is_number
+from ahms_fm.data.readers.common import (
+    UNIX_MIN,
+    agree_rate,
+    check_finite,
+    csv_header,
+    is_number,
+    select_channels,
+)
 from ahms_fm.data.recording import DataError, Recording
 
 
@@ -69,10 +76,9 @@ def _columns_to_recording(path, columns: dict, where, sample_rate, channels, par
     """Shared by CSV and Parquet: pick channels, find the rate, build the Recording."""
     names = list(columns)
     time_name = next((n for n in names if n.strip().lower() == "time"), None)
-    chosen = list(channels) if channels else [n for n in names if n != time_name]
-    missing = [c for c in chosen if c not in columns]
-    if missing:
-        raise DataError(path, f"no column(s) {missing}; columns are {names}")
+    signals = [n for n in names if n != time_name]
+    chosen = [signals[i] for i in select_channels(path, signals, channels, len(signals))] \
+        if channels and signals else signals
     if not chosen:
         raise DataError(path, "no signal columns (only a time column)")
     signal = np.stack([_numeric_column(path, c, columns[c], where) for c in chosen], axis=1)

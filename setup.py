@@ -30,6 +30,7 @@ setup(
         "openpyxl>=3.1",
         "pandas>=2.0",
         "pyarrow>=14",
+        "h5py>=3.10",  # MATLAB v7.3 files
         "matplotlib>=3.8",  # probe report figures
     ],
     extras_require={

@@ -136,3 +136,44 @@ def test_the_docs_examples_are_valid_specs_shown_in_the_docs():
     for path in paths:
         spec = ByoSpec.from_json(path)  # raises on an unknown key or a bad value
         assert f"examples/{path.name}" in text and spec.pattern in text
+
+
+def test_a_400_hz_mat_exam_becomes_128_hz_windows(tmp_path):
+    """Lead I of a channels-first 400 Hz exam (a 1 Hz sine), through the ECG preprocessing:
+    30 s at 128 Hz, the same sine sampled at 128 Hz (z-scored; the band keeps 1 Hz)."""
+    import scipy.io
+
+    from ahms_fm.data.preprocess import ModalitySpec, segment_array
+
+    scipy.io.savemat(tmp_path / "e.mat", {"feats": twelve_leads(seconds=30.0)})
+    rec = read_file(tmp_path / "e.mat", sample_rate=400.0, key="feats",
+                    channel_names=LEADS, channels=["I"])
+    spec = ModalitySpec("ecg", 128.0, 30.0, 1, (0.5, 40.0))
+    s = segment_array(rec.signal, rec.sample_rate, spec, None)
+    assert s.signal.shape == (1, 3840, 1)
+    want = np.sin(2 * np.pi * np.arange(3840) / 128.0)
+    middle = slice(640, 3200)  # away from the filter's ends
+    assert np.corrcoef(s.signal[0, middle, 0], want[middle])[0, 1] > 0.999
+
+
+def test_the_cinc2021_sample_ingests_padded_with_header_labels(tmp_path):
+    """The issue's 50 exams: lead I, age and sex from the headers, 10 s exams kept in 30 s
+    windows under the pad policy."""
+    from conftest import load_config
+
+    from ahms_fm.data import dataset
+    from ahms_fm.ingest import ingest
+
+    config = load_config("ecg")
+    config.data.dataset = "cinc2021"
+    config.data.source_dir = str(CINC2021)
+    config.data.byo_spec = str(EXAMPLES / "wfdb_12lead_flat.json")
+    config.data.data_dir = str(tmp_path)
+    config.preprocess.max_pad_fraction = 0.7
+    path = ingest(config, progress=False)
+    meta = dataset.load_metadata(path)
+    assert meta["summary"]["segments_kept"] == 50 and meta["summary"]["participants"] == 50
+    row = next(r for r in meta["participants"] if r["participant"] == "E07500")
+    assert row["age"] == 78 and row["sex"] == "Male"
+    rec = dataset.load_split(path, "train").records[0]
+    assert rec["pad_s"] == pytest.approx(20.0, abs=0.01)

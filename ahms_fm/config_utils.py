@@ -1,25 +1,77 @@
-"""Helpers for the ml_collections configs in `configs/` (code only, no numbers)."""
+"""Loading configs (`load`, `resolve`) and checking them (`validate`); the configs
+themselves, every number, are in `ahms_fm/configs/`.
+
+A config is named by a file, `configs/ppg.py:study` (variants after the colon), or by
+its name in the package, `ppg:study`; `resolve` turns either into the file's path.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
+import warnings
+from pathlib import Path
 
 import ml_collections
 
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
 
-def import_sibling(config_file: str, name: str):
-    """Import `name`.py from the folder of `config_file` (configs are loaded by path)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(config_file)), f"{name}.py")
-    module_name = f"ahms_fm_configs_{name}"
-    if module_name in sys.modules:
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+
+def _packaged(folder: Path, name: str) -> Path | None:
+    """`folder/<name>.py` where `name` is a bare name or ends in `configs/<name>.py`."""
+    stem = Path(name).stem if name.endswith(".py") else name
+    if "/" in name.replace(os.sep, "/") and Path(name).parent.name not in ("configs", "sweeps"):
+        return None
+    found = folder / f"{stem}.py"
+    return found if stem and not stem.startswith("_") and found.is_file() else None
+
+
+def resolve(spec: str, folder: Path = PACKAGE_CONFIGS) -> str:
+    """`file.py[:variants]` or `name[:variants]` -> an existing file's absolute path, with
+    the variants. A path that does not exist here but names a packaged config
+    (`configs/ppg.py` outside a checkout) is the packaged one."""
+    path, sep, variants = str(spec).partition(":")
+    if not os.path.isfile(path):
+        found = _packaged(folder, path)
+        if found is None:
+            known = sorted(p.stem for p in folder.glob("[!_]*.py"))
+            raise ConfigError(f"no config file {path!r}, and no packaged config of that name "
+                              f"(packaged: {', '.join(known)})")
+        path = str(found)
+    return f"{os.path.abspath(path)}{sep}{variants}"
+
+
+def resolve_argv(argv: list[str]) -> list[str]:
+    """`argv` with its `--config` value resolved (`--config X` or `--config=X`), so the
+    flag parser finds packaged configs by name."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--config" and i + 1 < len(out):
+            out[i + 1] = resolve(out[i + 1])
+        elif a.startswith("--config="):
+            out[i] = "--config=" + resolve(a.split("=", 1)[1])
+    return out
+
+
+def load(spec: str, overrides=()) -> ml_collections.ConfigDict:
+    """The config `spec` names (`resolve`), with `overrides` applied as the command line
+    applies `--config.KEY=VALUE` (same parser, same errors): a dict {key: value} or
+    "key=value" strings. Validated (`validate`)."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={v}" for k, v in overrides.items()]
+    argv = ["load", f"--config={resolve(spec)}",
+            *(f"--config.{o.removeprefix('--config.')}" for o in overrides)]
+    values = flags.FlagValues()
+    handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values,
+                                             sys_argv=argv)
+    with warnings.catch_warnings():  # ml_collections loads config files with load_module()
+        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+        values(argv)
+    config = handle.value
+    validate(config)
+    return config
 
 
 def parse_variants(arg: str | None, known) -> list[str]:

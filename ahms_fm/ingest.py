@@ -114,14 +114,15 @@ def format_summary(path) -> str:
 
 def run(argv=None):
     """Command line (flags are defined here, so importing this module defines none)."""
-    config = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
+    config = config_flags.DEFINE_config_file("config", None, "Config name or file[:variants], "
+                                             "e.g. ecg:cinc2017 or configs/ecg.py:cinc2017.")
     overwrite = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
     argv = argv or sys.argv
     if cli_help.wants_help(argv):
         cli_help.print_help(argv, __name__, "Build the dataset a config describes (TFDS, "
                             "ArrayRecord) from recordings or the synthetic cohort.", [
-                                "ahms-fm ingest --config configs/ecg.py:cinc2017,study",
-                                "ahms-fm ingest --config configs/ppg.py --config.data.dataset="
+                                "ahms-fm ingest --config ecg:cinc2017,study",
+                                "ahms-fm ingest --config ppg --config.data.dataset="
                                 "my_cohort --config.data.source_dir=recordings "
                                 "--config.data.byo_spec=recordings/cohort.json"])
     flags.mark_flags_as_required(["config"])
@@ -132,7 +133,7 @@ def run(argv=None):
         path = ingest(config.value, overwrite=overwrite.value)
         print(format_summary(path))
 
-    app.run(main, argv=argv)
+    app.run(main, argv=config_utils.resolve_argv(argv))
 
 
 if __name__ == "__main__":

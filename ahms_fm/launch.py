@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
 SBATCH_END = "AHMS_FM_SBATCH"  # heredoc delimiter of the printed sbatch command
 
 
@@ -101,9 +102,12 @@ def resolve_config(spec: str, *, inside_repo: bool = False) -> str:
     commands run from there), else absolute. Checks that the file exists."""
     path, sep, variants = spec.partition(":")
     file = Path(os.path.abspath(os.path.expanduser(path)))  # abspath also removes ".."
+    if not file.is_file() and "/" not in path and not path.endswith(".py") \
+            and (PACKAGE_CONFIGS / f"{path}.py").is_file():
+        return spec  # a packaged config by name: every worker's install has it
     if not file.is_file():
-        raise LaunchError(f"config file {path!r} not found (configs live in "
-                          f"{ROOT / 'configs'}: ppg.py, ecg.py)")
+        raise LaunchError(f"config file {path!r} not found (give a file, or a packaged "
+                          f"config's name: {', '.join(_packaged_names())})")
     try:
         path = str(file.relative_to(ROOT))
     except ValueError:
@@ -118,20 +122,13 @@ def check_config(config: str, overrides: list[str]):
     """Load the config with its overrides as ahms_fm.main will; the ConfigDict, or None
     where this Python lacks the project's dependencies (then only the file is checked)."""
     try:
-        from absl import flags
-        from ml_collections import config_flags
+        from ahms_fm import config_utils
     except ImportError:
         return None
-    if str(ROOT) not in sys.path:  # the configs import ahms_fm.config_utils
-        sys.path.insert(0, str(ROOT))
-    argv = ["launch", "--config", config, *overrides]
-    values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)
-    cwd = os.getcwd()
+    if not os.path.isabs(config.partition(":")[0]) and (ROOT / config.partition(":")[0]).is_file():
+        config = str(ROOT / config)  # relative to the checkout, as the workers run it
     try:
-        os.chdir(ROOT)  # `config` is relative to the checkout
-        values(argv)
-        return values.config
+        return config_utils.load(config, overrides)
     except Exception as e:  # absl wraps the config's errors in a traceback: keep the point
         while e.args and isinstance(e.args[0], BaseException):  # ConfigDict: AttributeError
             e = e.args[0]  # wrapping a KeyError (a misspelt key) that suggests the right one
@@ -139,9 +136,12 @@ def check_config(config: str, overrides: list[str]):
         lines = message.splitlines()
         message = lines[-1] if "Traceback" in message else " ".join(lines)
         message = f"unknown key {message}" if isinstance(e, KeyError) else message
-        raise LaunchError(f"{shlex.join(argv[1:])}: {message}") from None
-    finally:
-        os.chdir(cwd)
+        raise LaunchError(f"{shlex.join(['--config', config, *overrides])}: {message}") \
+            from None
+
+
+def _packaged_names() -> list[str]:
+    return sorted(p.stem for p in PACKAGE_CONFIGS.glob("[!_]*.py"))
 
 
 def default_python() -> str:

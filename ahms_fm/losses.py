@@ -1,6 +1,6 @@
 """The self-supervised objectives: participant-masked InfoNCE, KoLeo, and the ablations.
 
-Formulas as in DESIGN.md. For student outputs u and teacher outputs v (rows of
+Formulas as in docs/design.md. For student outputs u and teacher outputs v (rows of
 a batch of B, L2-normalized, temperature tau), with positives on the diagonal:
 
     anchor u_i:  -log e(u_i.v_i) / ( sum_j e(u_i.v_j) + sum_{pid_j != pid_i} e(u_i.u_j) )

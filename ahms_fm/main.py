@@ -1,4 +1,5 @@
-"""Command line: `python -m ahms_fm.main --config configs/ppg.py[:variant] --workdir DIR`.
+"""Command line: `ahms-fm train --config ppg[:variant] --workdir DIR` (or a config file,
+`configs/ppg.py[:variant]`; also `python -m ahms_fm.main`).
 
 Overrides: `--config.optimizer.learning_rate=3e-4` (unknown keys are errors).
 Trains (`ahms_fm.train.train_and_evaluate`), resuming from DIR if it holds checkpoints.
@@ -11,9 +12,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from ahms_fm import cli_help, host_memory
+from ahms_fm import cli_help, config_utils, host_memory
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file[:variants].")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config name or file[:variants], "
+                                          "e.g. ppg:demo or configs/ppg.py:demo.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
 
 
@@ -30,12 +32,12 @@ def run():
     if cli_help.wants_help(sys.argv):
         cli_help.print_help(sys.argv, __name__, "Pretrain (or resume) a foundation model: "
                             "checkpoints and metrics go to --workdir.", [
-                                "ahms-fm train --config configs/ppg.py:demo --workdir runs/demo",
-                                "ahms-fm train --config configs/ecg.py:cinc2017,study "
+                                "ahms-fm train --config ppg:demo --workdir runs/demo",
+                                "ahms-fm train --config ecg:cinc2017,study "
                                 "--workdir runs/cinc --config.num_steps=600"])
     host_memory.keep_freed_memory()  # before JAX starts its threads
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, argv=config_utils.resolve_argv(sys.argv))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Sweeps: many training runs from one config, varying some of its keys.
 
-A sweep file (`configs/sweeps/*.py`) defines `get_sweep()`, returning a dict:
+A sweep file (`ahms_fm/configs/sweeps/*.py`, named or by path) defines `get_sweep()`,
+returning a dict:
 
     from ahms_fm.sweep import product, values, zip_
 
@@ -35,9 +36,10 @@ import re
 import shlex
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from ahms_fm import config_utils
 
 # The keys a sweep file's dict may hold; anything else is a typo.
 SWEEP_KEYS = ("config", "sweep", "name", "overrides", "metrics", "probe_args", "group_over")
@@ -208,7 +210,10 @@ def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
     texts) are added to every run."""
     path = str(path)
     if not os.path.isfile(path):
-        raise SweepError(f"no sweep file {path}")
+        try:  # a packaged sweep by name (ablations, positives, ...)
+            path = config_utils.resolve(path, config_utils.PACKAGE_CONFIGS / "sweeps")
+        except config_utils.ConfigError as e:
+            raise SweepError(f"no sweep file {path}: {e}") from None
     spec = importlib.util.spec_from_file_location(f"ahms_fm_sweep_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -312,31 +317,17 @@ def _check(source: str, run: str, config: str, overrides, bases: dict):
     parser), after refusing keys the config does not have (`bases`: loaded configs)."""
     try:
         if config not in bases:
-            bases[config] = _load_config(config, [])
+            bases[config] = config_utils.load(config)
         base = bases[config]
         for key, _ in overrides:
             if not _has_key(base, key):
                 raise SweepError(f"unknown config key {key!r}{_hint(base, key)}")
-        return _load_config(config, [f"--config.{k}={v}" for k, v in overrides])
+        return config_utils.load(config, [f"{k}={v}" for k, v in overrides])
     except SweepError as e:
         raise SweepError(f"{source}: run {run} ({config}): {e}") from None
     except Exception as e:  # the flag parser's errors: bad values, unknown variants
         last = str(e).strip().splitlines()[-1]  # not the traceback it may quote
         raise SweepError(f"{source}: run {run} ({config}): {last}") from e
-
-
-def _load_config(config: str, flags_: list[str]):
-    from absl import flags
-    from ml_collections import config_flags
-
-    argv = ["sweep", f"--config={config}", *flags_]
-    values_ = flags.FlagValues()
-    handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values_,
-                                             sys_argv=argv)
-    with warnings.catch_warnings():  # ml_collections loads config files with load_module()
-        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
-        values_(argv)
-    return handle.value
 
 
 def _hint(config, key: str) -> str:
@@ -706,7 +697,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         prog=prog, description="Expand a sweep file into runs; train them one after another, "
         "or one job each through launch/<launcher>; tabulate their metrics. Extra "
         "--config.key=value arguments apply to every run.")
-    p.add_argument("--sweep", required=True, help="A sweep file, e.g. configs/sweeps/ablations.py.")
+    p.add_argument("--sweep", required=True, help="A sweep: a packaged name (ablations, "
+                   "positives, learning_rate) or a file.")
     p.add_argument("--root", default="runs/sweeps", help="Workdirs go to ROOT/<sweep>/<run>.")
     p.add_argument("--config", help="Replace the sweep's base config (file[:variants]).")
     p.add_argument("--only", help="Comma-separated run names or globs (e.g. 'byol,*koleo*').")

@@ -141,7 +141,7 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
                               aug_params)
         ids = losses.positive_ids(batch["participant"], config.loss.positives)
 
-        # The teacher follows the student before the gradient step (DESIGN.md).
+        # The teacher follows the student before the gradient step (docs/design.md).
         if ema:
             mix = lambda t, s: momentum * t + (1.0 - momentum) * s  # noqa: E731
             t_params = jax.tree.map(mix, state["teacher_params"], state["params"])

@@ -170,14 +170,13 @@ def run_jax(s: dict, steps: int, variant: str) -> dict:
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
 
-    from ahms_fm import augment, train
-    from ahms_fm.config_utils import import_sibling
+    from ahms_fm import augment, config_utils, train
 
     jax.devices()
     r = {"keep_freed_memory": keep, "version": f"jax {jax.__version__}",
          "imports": memory()}
 
-    config = import_sibling(os.path.join(ROOT, "configs", "x.py"), "ppg").get_config("runlocal")
+    config = config_utils.load("ppg:runlocal")
     config.input.sample_rate = s["sample_rate"]
     config.input.window_seconds = s["window_seconds"]
     config.input.channels = s["channels"]

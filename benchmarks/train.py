@@ -26,14 +26,11 @@ from absl import logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ahms_fm import host_memory, train
-from ahms_fm.config_utils import import_sibling
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from ahms_fm import config_utils, host_memory, train
 
 
 def run(modality: str, batch: int, steps: int, dtype: str, data_dir: str) -> dict:
-    config = import_sibling(str(CONFIGS / "x.py"), modality).get_config()
+    config = config_utils.load(modality)
     config.batch_size = batch
     config.num_steps = steps
     config.model.dtype = dtype

@@ -26,13 +26,10 @@ def shared_data():
 
 
 def load_config(name: str, variant: str | None = None):
-    """configs/<name>.py's get_config(variant), loaded by path as the CLI does."""
-    import importlib.util
+    """The packaged config `name` with `variant`s, loaded as the command line loads it."""
+    from ahms_fm import config_utils
 
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", ROOT / "configs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
+    return config_utils.load(f"{name}:{variant}" if variant else name)
 
 
 assert jax.device_count() == 8, "tests expect 8 fake CPU devices"

@@ -1,4 +1,5 @@
-"""The objective against an independent float64 NumPy implementation of DESIGN.md's formulas."""
+"""The objective against an independent float64 NumPy implementation of the formulas in
+docs/design.md."""
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +15,7 @@ def _normalize(x):
 
 
 def reference_info_nce(u, v, pid, tau):
-    """Literal loops over DESIGN.md's two anchor formulas, float64."""
+    """Literal loops over docs/design.md's two anchor formulas, float64."""
     u, v = _normalize(u.astype(np.float64)), _normalize(v.astype(np.float64))
     n = len(u)
 

@@ -34,7 +34,7 @@ def apply(model, x):
 
 
 def test_parameter_counts_match_the_paper_shapes():
-    # DESIGN.md: 3,146,129 (PPG, 4 channels, expansion 7) and 2,468,755 (ECG, 1, 6).
+    # docs/design.md: 3,146,129 (PPG, 4 channels, expansion 7) and 2,468,755 (ECG, 1, 6).
     assert count_params(abstract(lambda: EfficientNet1D(4, 256, 7, rngs=nnx.Rngs(0)))) == 3_146_129
     assert count_params(abstract(lambda: EfficientNet1D(1, 256, 6, rngs=nnx.Rngs(0)))) == 2_468_755
 

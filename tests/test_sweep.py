@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from ahms_fm import cli
+from ahms_fm import cli, config_utils
 from ahms_fm import sweep as sw
 from ahms_fm.sweep import SweepError, product, values, variants, zip_
 
@@ -94,7 +94,7 @@ def test_variants_axis_extends_the_config_string(tmp_path):
                                       "abl/simclr+byol,seed=0"]
     assert [r.config for r in runs] == [f"{PPG}:tiny", f"{PPG}:tiny,no_koleo",
                                         f"{PPG}:tiny,simclr,byol"]
-    config = sw._load_config(runs[2].config, runs[2].flags)
+    config = config_utils.load(runs[2].config, runs[2].flags)
     assert (config.teacher.kind, config.loss.name, config.num_steps) == ("none", "byol", 8)
 
 
@@ -106,7 +106,7 @@ def test_every_run_of_the_shipped_sweeps_loads_with_its_overrides(name, monkeypa
     assert len(runs) == {"ablations": 15, "learning_rate": 9}[name]
     assert len({r.workdir for r in runs}) == len(runs)
     for run, point in zip(runs, sweep.points, strict=True):
-        config = sw._load_config(run.config, run.flags)
+        config = config_utils.load(run.config, run.flags)
         for key, value in sweep.overrides + point.overrides:
             node = config
             for part in key.split("."):
@@ -114,7 +114,7 @@ def test_every_run_of_the_shipped_sweeps_loads_with_its_overrides(name, monkeypa
             assert node == value, (run.name, key)
     if name == "ablations":
         # 3 seeds x 5 variants, seeds outermost; every run at the study scale, 600 steps.
-        loaded = sw._load_config(runs[7].config, runs[7].flags)
+        loaded = config_utils.load(runs[7].config, runs[7].flags)
         assert runs[7].name == "ablations/seed=1,no_koleo"
         assert (loaded.loss.koleo_weight, loaded.seed, loaded.num_steps) == (0.0, 1, 600)
         assert loaded.loss.temperature == 0.1 and loaded.input.window_seconds == 20.0

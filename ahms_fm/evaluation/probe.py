@@ -48,16 +48,11 @@ BINARY_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy")
 
 
 def probe_defaults():
-    """The `probe` section of the recipe (configs/common.py), for checkpoints without one."""
-    import importlib.util
+    """The `probe` section of the recipe (ahms_fm/configs/common.py), for checkpoints
+    without one."""
+    from ahms_fm.configs import common
 
-    path = Path(__file__).resolve().parents[2] / "configs" / "common.py"
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("ahms_fm_common_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.recipe().probe
-    raise FileNotFoundError(f"{path}: the recipe is needed for the probe's defaults")
+    return common.recipe().probe
 
 
 # ----------------------------------------------------------------------------

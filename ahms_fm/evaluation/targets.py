@@ -29,7 +29,7 @@ _EXPR = re.compile(
     r"(?:\s*(?P<op>>=|<=|==|!=|>|<| in )\s*(?P<value>[^<>=!\s][^<>=!]*))?$"
 )
 
-# What a dataset is probed for unless --targets says otherwise (DESIGN.md, the issues).
+# What a dataset is probed for unless --targets says otherwise (docs/design.md, the issues).
 DEFAULT_TARGETS = {
     "synthetic_ppg": ("age", "age>50", "bmi", "bmi>30", "sex", "hypertension", "diabetes"),
     "synthetic_ecg": ("age", "age>50", "bmi", "bmi>30", "sex", "hypertension", "af"),

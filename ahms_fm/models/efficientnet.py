@@ -1,4 +1,4 @@
-"""The paper's encoder: a 1-D EfficientNet in Flax NNX (shapes as in DESIGN.md).
+"""The paper's encoder: a 1-D EfficientNet in Flax NNX (shapes as in docs/design.md).
 
 [batch, time, channels] -> stem (conv k3 s2) -> 16 MBConv blocks with
 squeeze-excite -> 1x1 conv to embed_dim -> global average pool -> [batch, embed_dim].

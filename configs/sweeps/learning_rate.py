@@ -1,22 +1,6 @@
-"""Learning rate x KoLeo weight (a product), each learning rate with its own warmup (a zip).
+"""By path, for `--sweep configs/sweeps/learning_rate.py` in a checkout: the sweep is
+ahms_fm/configs/sweeps/learning_rate.py (also `--sweep learning_rate` anywhere)."""
 
-3 learning rates (each zipped with a warmup) x 3 KoLeo weights = 9 runs, under warmup-cosine:
+from ahms_fm.configs.sweeps.learning_rate import get_sweep
 
-    ahms-fm sweep --sweep configs/sweeps/learning_rate.py --dry-run
-"""
-
-from ahms_fm.sweep import product, values, zip_
-
-
-def get_sweep():
-    return {
-        "config": "configs/ppg.py:runlocal",
-        "sweep": product(
-            # Larger steps, longer warmup: the two keys move together, so zip them.
-            zip_(values("optimizer.learning_rate", [3e-4, 1e-3, 3e-3]),
-                 values("schedule.warmup_steps", [0, 3, 6])),
-            values("loss.koleo_weight", [0.0, 0.1, 0.3]),
-        ),
-        "overrides": {"schedule.name": "warmup_cosine"},  # every run, not in the names
-        "metrics": ["loss", "val/*", "probe/*"],
-    }
+__all__ = ["get_sweep"]

@@ -1,4 +1,4 @@
-"""The recipe shared by PPG and ECG (DESIGN.md), and the variants of every config.
+"""The recipe shared by PPG and ECG (docs/design.md), and the variants of every config.
 
 `configs/ppg.py` and `configs/ecg.py` add what differs by modality. A variant
 string after the file name picks variants, comma-separated:
@@ -48,7 +48,7 @@ def recipe() -> ml_collections.ConfigDict:
     c.model.name = "efficientnet1d"
     c.model.embed_dim = 256
     c.model.expansion = 7
-    # Stages: (width multiplier, kernel, repeats, stride); DESIGN.md's 16 MBConv blocks.
+    # Stages: (width multiplier, kernel, repeats, stride); docs/design.md's 16 MBConv blocks.
     c.model.stages = (
         (4, 3, 1, 1), (5, 3, 2, 2), (7, 5, 2, 2), (9, 3, 3, 2), (11, 5, 3, 2), (14, 5, 4, 2),
         (18, 5, 1, 1),

@@ -1,0 +1,1 @@
+"""Sweep files for `ahms-fm sweep --sweep NAME` (or a path): each defines `get_sweep()`."""

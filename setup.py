@@ -35,6 +35,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8",
+                "setuptools>=68", "wheel",  # tests/test_install.py builds a wheel offline
                 "scikit-learn>=1.5",  # the probes' reference in tests and benchmarks
                 # tests/test_notebook.py executes notebooks/embeddings.ipynb headless
                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],

@@ -19,6 +19,8 @@ Kept (any one reason suffices; the rest are deleted as later ones are saved):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
@@ -211,3 +213,59 @@ def as_path(path) -> epath.Path:
 def abstract(tree):
     """The shape, dtype and sharding of every leaf: what `restore` needs."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+# ----------------------------------------------------------------------------
+# Finding checkpoints (for evaluation: no manager, no state restored).
+# ----------------------------------------------------------------------------
+
+
+def _is_step_dir(path: Path) -> bool:
+    return path.name.isdigit() and (path / "state").is_dir()
+
+
+def is_complete(path: Path) -> bool:
+    # Orbax writes into `<step>.orbax-checkpoint-tmp-*` and renames it (or, on
+    # object stores, marks completion with a file): this checks either way.
+    return _is_step_dir(path) and ocp.step.is_path_finalized(path)
+
+
+def find_checkpoint(path, step: int | None = None) -> Path:
+    """The step folder of a checkpoint: `path` is a run's workdir, its `checkpoints`
+    folder, or a step folder; the latest complete step unless `step` is given."""
+    path = Path(path).absolute()  # Orbax reads relative paths wrongly
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run, checkpoints folder or checkpoint")
+    if _is_step_dir(path):
+        if step is not None and int(path.name) != step:
+            raise ValueError(f"{path} is the checkpoint of step {path.name}, not {step}")
+        if not is_complete(path):
+            raise FileNotFoundError(f"{path}: an incomplete checkpoint")
+        return path
+    steps = list_checkpoints(path)
+    if step is None:
+        return steps[max(steps)]
+    if step not in steps:
+        raise FileNotFoundError(f"{path}: no complete checkpoint of step {step}; "
+                                f"steps: {sorted(steps)}")
+    return steps[step]
+
+
+def list_checkpoints(path) -> dict[int, Path]:
+    """{step: step folder} of every complete checkpoint of a run (its workdir or its
+    `checkpoints` folder), in increasing step order."""
+    path = Path(path).absolute()
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a run, checkpoints folder or checkpoint")
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    steps = {int(p.name): p for p in folder.iterdir() if is_complete(p)}
+    if not steps:
+        raise FileNotFoundError(f"{path}: no complete checkpoint (no <step>/state folder "
+                                f"in {folder})")
+    return dict(sorted(steps.items()))
+
+
+def read_info(step_dir) -> dict:
+    """The checkpoint's JSON `info` item: {"config", "modality_spec", "dataset"}."""
+    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
+        Path(step_dir) / "info", args=ocp.args.JsonRestore())

@@ -378,11 +378,13 @@ def launcher_path(name: str) -> str:
 
 
 def latest_step(workdir) -> int | None:
-    """The latest complete checkpoint's step (Orbax writes into a temporary folder and
-    renames it to the step when done, so step-named folders are complete)."""
-    folder = Path(workdir) / "checkpoints"
-    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
-    return max(steps, default=None)
+    """The latest complete checkpoint's step (`checkpoint.list_checkpoints`), None if none."""
+    from ahms_fm import checkpoint  # JAX and Orbax: only once there are runs to look at
+
+    try:
+        return max(checkpoint.list_checkpoints(workdir))
+    except FileNotFoundError:
+        return None
 
 
 def is_complete(run: Run) -> bool:

@@ -130,8 +130,8 @@ def test_dry_run_prints_one_command_per_run(tmp_path, capsys, monkeypatch):
     path = _sweep_file(tmp_path, '{"config": PPG + ":tiny", "name": "abl", "sweep": variants('
                        '["", "no_koleo", "byol"]), "overrides": {"data.participants": 32}}')
     root = tmp_path / "runs"
-    (root / "abl" / "byol" / "checkpoints" / "3").mkdir(parents=True)  # complete: 3 of 3
-    (root / "abl" / "no_koleo" / "checkpoints" / "1").mkdir(parents=True)  # partial: 1 of 3
+    (root / "abl" / "byol" / "checkpoints" / "3" / "state").mkdir(parents=True)  # complete: 3 of 3
+    (root / "abl" / "no_koleo" / "checkpoints" / "1" / "state").mkdir(parents=True)  # partial: 1 of 3
     code, lines = _run_cli(capsys, "--sweep", path, "--root", str(root), "--dry-run",
                            "--config.num_steps=3")
     assert code == 0
@@ -188,7 +188,7 @@ def _write_run(workdir: Path, records, report=None, step=None):
     (workdir / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in records) + '{"step": 9, "lo')  # cut short
     if step is not None:
-        (workdir / "checkpoints" / str(step)).mkdir(parents=True)
+        (workdir / "checkpoints" / str(step) / "state").mkdir(parents=True)
     if report is not None:
         (workdir / "probe").mkdir()
         (workdir / "probe" / "report.json").write_text(json.dumps(report))

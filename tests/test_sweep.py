@@ -131,7 +131,7 @@ def test_dry_run_prints_one_command_per_run(tmp_path, capsys, monkeypatch):
                        '["", "no_koleo", "byol"]), "overrides": {"data.participants": 32}}')
     root = tmp_path / "runs"
     (root / "abl" / "byol" / "checkpoints" / "3" / "state").mkdir(parents=True)  # complete: 3 of 3
-    (root / "abl" / "no_koleo" / "checkpoints" / "1" / "state").mkdir(parents=True)  # partial: 1 of 3
+    (root / "abl" / "no_koleo" / "checkpoints" / "1" / "state").mkdir(parents=True)  # 1 of 3
     code, lines = _run_cli(capsys, "--sweep", path, "--root", str(root), "--dry-run",
                            "--config.num_steps=3")
     assert code == 0

@@ -11,7 +11,7 @@ study scale the recipe's age R2 reaches hand-crafted features' by ~450 steps
 a 95% t-interval over seeds and its difference from the recipe, paired by seed.
 """
 
-from ahms_fm.sweep import product, values, variants
+from ahms_fm.sweep.axes import product, values, variants
 
 
 def get_sweep():

@@ -5,7 +5,7 @@
     ahms-fm sweep --sweep learning_rate --dry-run
 """
 
-from ahms_fm.sweep import product, values, zip_
+from ahms_fm.sweep.axes import product, values, zip_
 
 
 def get_sweep():

@@ -8,7 +8,7 @@ the sensor's geometry was fixed per person, so one segment told a person apart a
 two of them did (docs/results.md, the ablations).
 """
 
-from ahms_fm.sweep import product, values, variants
+from ahms_fm.sweep.axes import product, values, variants
 
 
 def get_sweep():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-# name -> (module with run(argv), one line of help)
+# name -> ("module" with run(argv), or "module:function", one line of help)
 COMMANDS = {
     "train": ("ahms_fm.main", "pretrain (or resume) on a dataset; checkpoints to --workdir"),
     "ingest": ("ahms_fm.ingest", "recordings or the synthetic cohort -> a dataset"),
@@ -19,6 +19,8 @@ COMMANDS = {
               "a checkpoint's embeddings of a folder of recordings (or a dataset) -> Parquet"),
     "sweep": ("ahms_fm.sweep", "many runs from one config (the paper's ablations ...)"),
     "curves": ("ahms_fm.curves", "training curves of one or several runs from metrics.jsonl"),
+    "launch": ("ahms_fm.launch:main", "train on local processes, a Slurm cluster or a TPU pod "
+               "(local, slurm, tpu_pod)"),
 }
 
 
@@ -64,12 +66,10 @@ def run():
     program = [f"{argv[0]} {command}", *argv[2 if given else 1:]]
     import importlib
 
-    module = importlib.import_module(COMMANDS[command][0])
+    module_name, _, function = COMMANDS[command][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), function or "run")
     try:
-        if command == "train":  # absl reads sys.argv
-            sys.argv = program
-            return module.run()
-        return module.run(program)
+        return entry(program)
     except Exception as e:
         if debug or not isinstance(e, user_errors()):
             raise

@@ -27,17 +27,18 @@ def main(argv):
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
-def run():
+def run(argv=None):
     """Console entry point `ahms-fm train`."""
-    if cli_help.wants_help(sys.argv):
-        cli_help.print_help(sys.argv, __name__, "Pretrain (or resume) a foundation model: "
+    argv = sys.argv if argv is None else argv
+    if cli_help.wants_help(argv):
+        cli_help.print_help(argv, __name__, "Pretrain (or resume) a foundation model: "
                             "checkpoints and metrics go to --workdir.", [
                                 "ahms-fm train --config ppg:demo --workdir runs/demo",
                                 "ahms-fm train --config ecg:cinc2017,study "
                                 "--workdir runs/cinc --config.num_steps=600"])
     host_memory.keep_freed_memory()  # before JAX starts its threads
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main, argv=config_utils.resolve_argv(sys.argv))
+    app.run(main, argv=config_utils.resolve_argv(argv))
 
 
 if __name__ == "__main__":

@@ -51,3 +51,14 @@ def test_a_user_error_is_one_line_and_exit_2_and_debug_shows_the_traceback(tmp_p
     missing = _ahms("probe", "--checkpoint", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert missing.stderr.startswith("ahms-fm probe: error: ") and "nowhere" in missing.stderr
+
+
+def test_embed_and_launch_are_subcommands_with_their_own_help():
+    done = _ahms("embed", "--help")
+    assert done.returncode == 0 and "--checkpoint" in done.stdout and "--spec" in done.stdout
+    assert "examples:\n  ahms-fm embed " in done.stdout
+    done = _ahms("launch", "--help")
+    assert done.returncode == 0 and "{local,slurm,tpu_pod}" in done.stdout
+    done = _ahms("launch", "local", "--help")
+    assert done.returncode == 0 and "--processes" in done.stdout
+    assert _ahms("launch", "moon").returncode == 2

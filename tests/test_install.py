@@ -67,7 +67,7 @@ def test_the_installed_package_is_not_the_checkout(installed):
 
 def test_help_from_the_installed_command(installed):
     text = _run(installed, "--help")
-    for command in ("train", "ingest", "probe", "embed", "sweep", "curves"):
+    for command in ("train", "ingest", "probe", "embed", "sweep", "curves", "launch"):
         assert f"  {command}" in text
     text = _run(installed, "probe", "--help")
     assert "--checkpoint" in text and "ahms-fm probe --checkpoint" in text

@@ -103,7 +103,8 @@ def test_embed_a_folder_of_12_lead_mat_exams(tmp_path, encoder):
 
 def test_embed_warns_about_a_wrong_rate_a_transpose_and_nothing_embedded(encoder):
     exam = ecg_exam(20.0, 500.0)[0]
-    with pytest.warns(UserWarning, match=r"declared 64 Hz.*Read at 500 Hz.*7\d bpm"):
+    with pytest.warns(UserWarning, match=r"declared 64 Hz: implausible.*At 500 Hz they would "
+                                         r"be 7\d bpm"):
         embeddings.embed(encoder, exam[:, None], sample_rate=64.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the right rate: no warning

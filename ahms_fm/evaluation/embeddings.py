@@ -188,7 +188,8 @@ def _as_recordings(signals, sample_rate) -> list[Recording]:
     return out
 
 
-PLAUSIBLE_BPM = (30.0, 220.0)  # median estimated heart rates outside: the rate is suspect
+PLAUSIBLE_BPM = (35.0, 200.0)  # a median heart rate outside (at rest): the rate is suspect
+RESTING_BPM = (40.0, 150.0)  # a sampling rate suggested instead must give one in here
 COMMON_RATES = (25, 32, 50, 64, 100, 125, 128, 200, 250, 256, 300, 360, 400, 500, 512, 1000)
 
 
@@ -208,7 +209,7 @@ def check_channels(rec: Recording, spec: ModalitySpec, encoder) -> None:
 
 def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
     """Warnings for what the caller would want to know: nothing embedded (and why), and
-    heart rates that suggest a wrong declared sampling rate."""
+    beats that come at an implausible rate for the declared sampling rate."""
     import warnings
 
     reasons: dict[str, int] = {}
@@ -225,35 +226,52 @@ def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
                        "ones are padded")
         warnings.warn("nothing was embedded: " + "; ".join(why), stacklevel=3)
     lo, hi = PLAUSIBLE_BPM
+    suspects: dict[float, list] = {}  # declared rate -> (name, period) of implausible ones
+    checked: dict[float, int] = {}
     for name, s, rate, signal in zip(names, parts, rates, signals, strict=True):
         if len(s.reason) == 0:
             continue
+        checked[rate] = checked.get(rate, 0) + 1
         bpm = np.nanmedian(s.heart_rate) if np.isfinite(s.heart_rate).any() else np.nan
         rhythmic = np.nanmedian(s.quality) >= 0.5 if np.isfinite(s.quality).any() else False
         if np.isfinite(bpm) and lo <= bpm <= hi and rhythmic:
+            continue  # (a weak rhythm's estimates are noise: plausible or not, look closer)
+        period = _beat_period(signal, spec)
+        if period is not None and not lo <= 60.0 * rate / period <= hi:
+            suspects.setdefault(rate, []).append((name, period))
+    for rate, found in suspects.items():
+        # One odd recording among many (a pause, a tachycardia) is not a wrong rate: say so
+        # when at least half of the recordings declared at this rate look that way.
+        if len(found) < max(1, checked[rate] / 2):
             continue
-        found = _likely_rate(signal, spec)
-        if found is None or abs(np.log(found[0] / rate)) < np.log(1.15):
-            continue  # no rhythm at any common rate either (noise), or about this rate
-        likely, at_likely = found
-        said = f"{bpm:.0f} bpm" if np.isfinite(bpm) else "no heart rate"
+        period = float(np.median([p for _, p in found]))
+        likely = _nearest_resting(period)
+        if likely is None:
+            continue
+        who = found[0][0] if len(found) == 1 else f"{len(found)} of {checked[rate]} recordings"
         warnings.warn(
-            f"{name}: {said} at the declared {rate:g} Hz: implausible; is the sampling "
-            f"rate right? Read at {likely} Hz, its heart rate would be a plausible "
-            f"{at_likely:.0f} bpm", stacklevel=3)
+            f"{who}: beats every {period:.0f} samples, {60.0 * rate / period:.0f} bpm at the "
+            f"declared {rate:g} Hz: implausible; is the sampling rate right? At {likely} Hz "
+            f"they would be {60.0 * likely / period:.0f} bpm", stacklevel=3)
 
 
-def _likely_rate(signal, spec: ModalitySpec, seconds: float = 30.0):
-    """(rate, bpm): of the common sampling rates, the one at which the recording's start
-    (`seconds` of it) is most clearly periodic at a plausible heart rate, the one nearest
-    70 bpm among the nearly as periodic (a rhythm alone cannot tell 60 from 72 bpm);
-    None where no rate gives one."""
+def _nearest_resting(period: float) -> int | None:
+    """The common sampling rate at which beats `period` samples apart are nearest 70 bpm,
+    within `RESTING_BPM` (None if none is)."""
+    lo, hi = RESTING_BPM
+    rates = [r for r in COMMON_RATES if lo <= 60.0 * r / period <= hi]
+    return min(rates, key=lambda r: abs(np.log(60.0 * r / period / 70.0)), default=None)
+
+
+def _beat_period(signal, spec: ModalitySpec, seconds: float = 30.0) -> float | None:
+    """The recording's beat period in samples, whatever its declared rate: read as each
+    common rate, the start (`seconds` of it) through the heart-rate estimator; the period
+    of the most periodic reading (None where none reaches 0.5)."""
     from ahms_fm.data.preprocess import bandpass, estimate_heart_rate, resample
 
     x = np.asarray(signal, np.float64)
     x = x[:, :1] if x.ndim == 2 else x[:, None]
-    lo, hi = PLAUSIBLE_BPM
-    found = []
+    best = (0.5, None)
     for r in COMMON_RATES:
         part = x[: int(seconds * r)]
         if len(part) < 2 * r or not np.isfinite(part).all():
@@ -261,14 +279,9 @@ def _likely_rate(signal, spec: ModalitySpec, seconds: float = 30.0):
         y = bandpass(resample(part, r, spec.sample_rate), spec.sample_rate, spec.band_hz,
                      spec.filter_order)
         bpm, periodicity = estimate_heart_rate(y[None], spec.sample_rate, spec.modality)
-        if np.isfinite(bpm[0]) and lo <= bpm[0] <= hi and periodicity[0] >= 0.5:
-            found.append((float(periodicity[0]), r, float(bpm[0])))
-    if not found:
-        return None
-    best = max(p for p, _, _ in found)
-    _, r, bpm = min((f for f in found if f[0] >= 0.9 * best),
-                    key=lambda f: abs(np.log(f[2] / 70.0)))
-    return r, bpm
+        if np.isfinite(bpm[0]) and periodicity[0] >= best[0]:
+            best = (float(periodicity[0]), 60.0 * r / float(bpm[0]))
+    return best[1]
 
 
 def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str = "teacher",
@@ -279,9 +292,10 @@ def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str =
     or a list of either. Each is preprocessed exactly as at ingestion, with the
     checkpoint's settings (resample, band-pass, window, quality checks,
     z-score); windows failing a quality check are reported, not embedded.
-    Warns (UserWarning) when nothing was embedded, saying why, and when a
-    recording's beats come at a rate implausible for its declared sampling
-    rate, naming the common rate at which it would be a resting one.
+    Warns (UserWarning) when nothing was embedded, saying why, and when the
+    beats of a recording (of at least half of those declared at one rate)
+    come at a heart rate implausible for the declared sampling rate, naming
+    the common rate at which they would be nearest 70 bpm.
     """
     encoder = checkpoint if isinstance(checkpoint, Encoder) else load_encoder(checkpoint,
                                                                               which=which)

@@ -43,3 +43,16 @@ def test_every_problem_is_named_at_once_and_ingestion_checks_too(tmp_path):
     text = str(raised.value)
     assert "augment.cut_out.p must be a probability in [0, 1], got 1.5" in text
     assert "data.on_error must be 'raise' or 'skip', got 'ignore'" in text
+
+
+def test_segment_length_is_the_same_in_the_config_and_the_modality_spec():
+    """Before: int() in the config and round() in the spec (28 vs 29 at 100 Hz x 0.29 s)."""
+    from ahms_fm import config_utils
+    from ahms_fm.data.preprocess import ModalitySpec
+
+    for rate, seconds, want in ((100.0, 0.29, 29), (64.0, 60.0, 3840), (300.0, 0.0050, 2),
+                                (128.0, 30.0, 3840)):
+        config = config_utils.load("ecg", [f"input.sample_rate={rate}",
+                                           f"input.window_seconds={seconds}"])
+        assert config.input.segment_length == want
+        assert ModalitySpec.from_config(config).segment_length == want

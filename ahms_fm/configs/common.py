@@ -18,9 +18,10 @@ def recipe() -> ml_collections.ConfigDict:
     c.input = ml_collections.ConfigDict()
     c.input.sample_rate = 0.0  # Hz after resampling
     c.input.window_seconds = 0.0
-    # Samples per segment: follows sample_rate x window_seconds (also under overrides).
+    # Samples per segment: follows sample_rate x window_seconds (also under overrides),
+    # rounded half up as `ModalitySpec.segment_length` rounds it (100 Hz x 0.29 s: 29).
     c.input.segment_length = (
-        c.input.get_ref("sample_rate") * c.input.get_ref("window_seconds")
+        c.input.get_ref("sample_rate") * c.input.get_ref("window_seconds") + 0.5
     ).to_int()
     c.input.channels = 0
     c.input.band_hz = (0.0, 0.0)  # band-pass; (0, 0) = none

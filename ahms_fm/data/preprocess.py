@@ -58,7 +58,8 @@ class ModalitySpec:
 
     @property
     def segment_length(self) -> int:
-        return round(self.sample_rate * self.window_seconds)
+        """Samples per window, rounded half up (as the config's `input.segment_length`)."""
+        return math.floor(self.sample_rate * self.window_seconds + 0.5)
 
     @classmethod
     def from_config(cls, config) -> ModalitySpec:

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from scipy.stats import rankdata
 
-from ahms_fm.data import dataset, sources
+from ahms_fm.data import sources
 from ahms_fm.data import synthetic as syn
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec
 from ahms_fm.evaluation import ceiling, linear
 from ahms_fm.evaluation import targets as targets_lib
+from ahms_fm.jsonable import jsonable
 
 STRENGTHS = np.logspace(-1, 6, 8)  # the recipe's probe.log10_strengths, num_strengths
 
@@ -149,9 +150,9 @@ def test_a_synthetic_dataset_stores_the_ground_truth_but_probes_ignore_it():
     source = sources.synthetic_source(spec, QualitySpec(), participants=20,
                                       segments_per_participant=1, seed=4)
     # As the dataset's ahms_fm.json stores the table: through JSON (NaN -> null).
-    rows = json.loads(json.dumps(dataset._json_safe(
+    rows = json.loads(json.dumps(jsonable(
         [{"participant_index": i, **source.participants[pid]}
-         for i, pid in enumerate(sorted(source.participants))])))
+         for i, pid in enumerate(sorted(source.participants))], finite=True)))
     truth = syn.ground_truth(syn.sample_participants(4, 20), "ecg")
     assert set(syn.TRUTH_FIELDS["ecg"]) <= set(rows[0])
     assert rows[7]["truth_qtc"] == truth["truth_qtc"][7]

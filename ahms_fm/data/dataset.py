@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import shutil
 import socket
@@ -45,6 +44,7 @@ from absl import logging
 from array_record.python import array_record_module
 
 from ahms_fm.data.preprocess import REASONS, ModalitySpec
+from ahms_fm.jsonable import jsonable
 from ahms_fm.lock import process_alive
 
 SPLITS = ("train", "validation", "test")
@@ -141,18 +141,6 @@ def features(spec: ModalitySpec, storage_dtype: str) -> tfds.features.FeaturesDi
         "label": f.Text(),
         "pad_s": np.float32,  # zeros after a short recording's signal (preprocess.max_pad_fraction)
     })
-
-
-def _json_safe(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_json_safe(x) for x in v]
-    return v
 
 
 def _dataset_path(data_dir, source: Source) -> Path:
@@ -255,7 +243,7 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
         if fingerprint is not None:
             meta["fingerprint"] = fingerprint
         with open(tmp / METADATA, "w") as f:
-            json.dump(_json_safe(meta), f)
+            json.dump(jsonable(meta, finite=True), f)
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

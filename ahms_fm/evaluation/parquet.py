@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ahms_fm.jsonable import default as json_default
+
 METADATA_KEY = b"ahms_fm"  # the Parquet schema metadata entry holding our JSON
 
 
@@ -22,17 +24,6 @@ def embedding_matrix(table, column: str = "embedding") -> np.ndarray:
     if len(values) == 0:
         return np.zeros((0, 0), np.float32)
     return np.stack(values).astype(np.float32, copy=False)
-
-
-def json_default(x):
-    """`json.dumps(default=...)` for NumPy scalars and arrays and paths."""
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"{type(x).__name__} is not JSON serializable")
 
 
 def write_embeddings(table, path, *, metadata: dict) -> None:

@@ -292,7 +292,7 @@ def write(out_dir, results, header: dict, *, map_units=None, participants=None,
 
     from ahms_fm.evaluation import compare
     from ahms_fm.evaluation import retrieval as retrieval_lib
-    from ahms_fm.evaluation.embeddings import json_default
+    from ahms_fm.jsonable import default as json_default
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

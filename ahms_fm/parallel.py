@@ -36,3 +36,11 @@ def make_mesh() -> jax.sharding.Mesh:
 def to_global(batch: dict, sharding) -> dict:
     """This process's share of the batch -> global arrays sharded over the mesh."""
     return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def process_share(n: int) -> slice:
+    """This process's rows of a global batch of `n` rows: n // process_count each, in
+    process order (what `to_global` expects each process to hold)."""
+    share = n // jax.process_count()
+    lo = jax.process_index() * share
+    return slice(lo, lo + share)

@@ -29,7 +29,7 @@ from ahms_fm.data.preprocess import ModalitySpec
 from ahms_fm.lock import WorkdirLock
 from ahms_fm.models.student import Student, StudentGraph, split_student
 from ahms_fm.monitor import Monitor
-from ahms_fm.parallel import initialize_distributed, make_mesh, to_global
+from ahms_fm.parallel import initialize_distributed, make_mesh, process_share, to_global
 
 # ----------------------------------------------------------------------------
 # Data.
@@ -206,9 +206,7 @@ def probe_embedder(state, embed_fn, sharding):
     """x [global batch, time, ch] (the same on every process) -> its embeddings, for the
     quick probe (ahms_fm/evaluation/quick.py)."""
     def embed_batch(x):
-        share = len(x) // jax.process_count()
-        lo = jax.process_index() * share
-        local = jax.make_array_from_process_local_data(sharding, x[lo:lo + share])
+        local = jax.make_array_from_process_local_data(sharding, x[process_share(len(x))])
         return multihost_utils.process_allgather(embed_fn(state, local), tiled=True)
 
     return embed_batch

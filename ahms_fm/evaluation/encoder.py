@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from ahms_fm import checkpoint
 from ahms_fm.data.preprocess import ModalitySpec
 from ahms_fm.models.student import Student, StudentGraph
-from ahms_fm.parallel import make_mesh, to_global
+from ahms_fm.parallel import make_mesh, process_share, to_global
 
 WHICH = ("teacher", "student")
 
@@ -92,8 +92,8 @@ class Encoder:
             return out
         mesh = make_mesh()
         batch = _padded_batch(n, batch_size, mesh.size)
-        share = batch // jax.process_count()
-        first = jax.process_index() * share
+        mine = process_share(batch)
+        first, share = mine.start, mine.stop - mine.start
         sharding = NamedSharding(mesh, P("data"))
         forward, params, stats = self._on(mesh)
         bar = tqdm(total=n, unit="window", desc=f"{desc} ({self.which})",

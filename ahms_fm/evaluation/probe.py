@@ -55,9 +55,6 @@ from ahms_fm.evaluation.protocols import (  # noqa: F401 (probe.X is their old h
     target_matrix,
 )
 
-REGRESSION_METRICS = ("mae", "r2", "pearson_r")
-BINARY_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy")
-
 
 def probe_defaults():
     """The `probe` section of the recipe (ahms_fm/configs/common.py), for checkpoints

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ahms_fm.evaluation.stats import BINARY, REGRESSION
+
 METRIC_LABELS = {"mae": "MAE", "r2": "R²", "pearson_r": "Pearson r", "roc_auc": "ROC AUC",
                  "pr_auc": "PR AUC", "balanced_accuracy": "bal. acc."}
-REGRESSION = ("mae", "r2", "pearson_r")
-BINARY = ("roc_auc", "pr_auc", "balanced_accuracy")
 CEILING = "ceiling"
 CEILING_NOTE = (
     "`ceiling`: the same linear probe (same protocol, folds and bootstrap) on the synthetic "

@@ -28,7 +28,7 @@ def source_from_config(config) -> dataset.Source:
     """The `Source` that `config.data` describes."""
     spec, quality = ModalitySpec.from_config(config), QualitySpec.from_config(config)
     d = config.data
-    if d.dataset == f"synthetic_{config.modality}":
+    if sources.is_synthetic(config):
         return sources.synthetic_source(
             spec, quality, participants=d.participants,
             segments_per_participant=d.segments_per_participant, seed=d.synthetic_seed,
@@ -56,7 +56,7 @@ def fingerprint(config) -> dict:
            "input": config.input.to_dict(), "preprocess": config.preprocess.to_dict(),
            "quality": config.quality.to_dict(), "on_error": d.on_error,
            "splits": [dataset.SPLIT_RULE, *dataset.SPLIT_FRACTIONS]}
-    if d.dataset == f"synthetic_{config.modality}":
+    if sources.is_synthetic(config):
         out["synthetic"] = {"participants": d.participants, "seed": d.synthetic_seed,
                             "version": synthetic.VERSION,
                             "segments_per_participant": d.segments_per_participant}

@@ -39,7 +39,7 @@ from ahms_fm.parallel import initialize_distributed, make_mesh, process_share, t
 def prepare_dataset(config) -> Path:
     """The dataset's folder; the synthetic cohort is built on first use (by process 0)."""
     d = config.data
-    synthetic = d.dataset == f"synthetic_{config.modality}"
+    synthetic = sources.is_synthetic(config)
     name = (sources.synthetic_name(ModalitySpec.from_config(config), d.participants,
                                    d.segments_per_participant, d.synthetic_seed)
             if synthetic else "")

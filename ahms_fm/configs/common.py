@@ -7,6 +7,11 @@ string after the file name picks variants, comma-separated:
 
 import ml_collections
 
+# The encoder's stages: (width multiplier, kernel, repeats, stride); docs/design.md's 16
+# MBConv blocks (models/efficientnet.py's default too).
+PAPER_STAGES = ((4, 3, 1, 1), (5, 3, 2, 2), (7, 5, 2, 2), (9, 3, 3, 2), (11, 5, 3, 2),
+                (14, 5, 4, 2), (18, 5, 1, 1))
+
 
 def recipe() -> ml_collections.ConfigDict:
     """Every number of the paper's recipe that PPG and ECG share."""
@@ -49,11 +54,7 @@ def recipe() -> ml_collections.ConfigDict:
     c.model.name = "efficientnet1d"
     c.model.embed_dim = 256
     c.model.expansion = 7
-    # Stages: (width multiplier, kernel, repeats, stride); docs/design.md's 16 MBConv blocks.
-    c.model.stages = (
-        (4, 3, 1, 1), (5, 3, 2, 2), (7, 5, 2, 2), (9, 3, 3, 2), (11, 5, 3, 2), (14, 5, 4, 2),
-        (18, 5, 1, 1),
-    )
+    c.model.stages = PAPER_STAGES
     c.model.se_ratio = 0.25
     c.model.stem_kernel = 3
     c.model.bn_epsilon = 1e-3

@@ -25,6 +25,16 @@ SYNTHETIC_CHUNK = 256  # segments generated and preprocessed together
 # ----------------------------------------------------------------------------
 
 
+def synthetic_dataset(modality: str) -> str:
+    """The synthetic cohort's dataset name for `modality`: synthetic_ppg, synthetic_ecg."""
+    return f"synthetic_{modality}"
+
+
+def is_synthetic(config) -> bool:
+    """Whether `config` trains or ingests the synthetic cohort."""
+    return config.data.dataset == synthetic_dataset(config.modality)
+
+
 def synthetic_name(spec: ModalitySpec, participants: int, segments_per_participant: int,
                    seed: int) -> str:
     """The synthetic cohort's dataset config name: its size, seed, what a window is and
@@ -76,7 +86,7 @@ def synthetic_source(spec: ModalitySpec, quality: QualitySpec, *, participants: 
             )
 
     return Source(
-        name=f"synthetic_{spec.modality}",
+        name=synthetic_dataset(spec.modality),
         config_name=synthetic_name(spec, participants, per, seed),
         description=(f"Synthetic {spec.modality.upper()} cohort (ahms_fm.data.synthetic): "
                      f"{participants} participants x {per} segments, seed {seed}."),

@@ -21,6 +21,7 @@ import re
 
 import numpy as np
 
+from ahms_fm.data.public import STRESS_PHASES
 from ahms_fm.data.synthetic import TRUTH_PREFIX
 
 _EXPR = re.compile(
@@ -36,7 +37,7 @@ DEFAULT_TARGETS = {
     "cinc2017": ("af",),
     "ppg_bp": ("age", "age>50", "sex", "hypertension", "bmi"),
     "stress_predict": ("segment.heart_rate",
-                       "stress=segment.label in stroop_test|interview|hyperventilation"),
+                       "stress=segment.label in " + "|".join(STRESS_PHASES)),
 }
 # Binary targets that are conditions (the demographic baseline applies to these).
 DEMOGRAPHICS = ("age", "sex", "bmi")

@@ -13,22 +13,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ahms_fm.configs.common import PAPER_STAGES
 from ahms_fm.models.batchnorm import BatchNorm
 from ahms_fm.models.layers import DepthwiseConv1D, PointwiseConv1D
 
-# One row per stage: (width multiplier k, kernel size, repeats, stride of its
-# first block). Widths are int(k * f) with f = embed_dim / 36; the stem is
-# int(6 f) wide and the final 1x1 conv 36 f. Stride 2 on the stem and five
-# stages: 64x downsampling.
-PAPER_STAGES: tuple[tuple[float, int, int, int], ...] = (
-    (4, 3, 1, 1),
-    (5, 3, 2, 2),
-    (7, 5, 2, 2),
-    (9, 3, 3, 2),
-    (11, 5, 3, 2),
-    (14, 5, 4, 2),
-    (18, 5, 1, 1),
-)
+# Stages (PAPER_STAGES, the config's model.stages): one row per stage, (width multiplier
+# k, kernel size, repeats, stride of its first block). Widths are int(k * f) with
+# f = embed_dim / 36; the stem is int(6 f) wide and the final 1x1 conv 36 f. Stride 2 on
+# the stem and five stages: 64x downsampling.
 STEM_MULTIPLIER = 6
 HEAD_MULTIPLIER = 36
 

@@ -22,7 +22,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ahms_fm import augment, checkpoint, config_utils, host_memory, losses, metrics
+from ahms_fm import augment, checkpoint, config_utils, host_memory, losses, representation
 from ahms_fm.data import dataset, sources
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec
@@ -189,7 +189,7 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
 # ----------------------------------------------------------------------------
 
 
-def evaluate(config, state, split, embed_fn, sharding) -> dict[str, float]:
+def validation_metrics(config, state, split, embed_fn, sharding) -> dict[str, float]:
     """Embed `eval_batches` validation pairs (no augmentation) with the student's encoder."""
     it = iter(make_pipeline(config, split, seed_offset=1))
     za, zb, ids = [], [], []
@@ -198,7 +198,7 @@ def evaluate(config, state, split, embed_fn, sharding) -> dict[str, float]:
         za.append(multihost_utils.process_allgather(embed_fn(state, batch["view_a"]), tiled=True))
         zb.append(multihost_utils.process_allgather(embed_fn(state, batch["view_b"]), tiled=True))
         ids.append(multihost_utils.process_allgather(batch["participant"], tiled=True))
-    return metrics.representation_metrics(np.concatenate(za), np.concatenate(zb),
+    return representation.representation_metrics(np.concatenate(za), np.concatenate(zb),
                                           np.concatenate(ids))
 
 
@@ -362,7 +362,8 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
     one_at_a_time = jax.default_backend() == "cpu"
     try:
         if fresh:  # the initialization: validation metrics and checkpoint step 0, kept
-            evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
+            evaluated = validation_metrics(config, state, val_split, embed_fn,
+                                               batch_sharding)
             monitor.log(0, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
             with monitor.checkpointing():
                 ckpt.save(0, state, data_iter.get_state(),  # not a "best" candidate
@@ -387,7 +388,8 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                 monitor.count_step()
             evaluated = None
             if step % config.eval_every_steps == 0 or step == config.num_steps:
-                evaluated = evaluate(config, state, val_split, embed_fn, batch_sharding)
+                evaluated = validation_metrics(config, state, val_split, embed_fn,
+                                                   batch_sharding)
                 monitor.log(step, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
             if config.probe.every_steps and (step % config.probe.every_steps == 0
                                              or step == config.num_steps):

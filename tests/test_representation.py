@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ahms_fm import metrics
+from ahms_fm import representation as metrics
 
 
 def test_effective_rank_of_known_spectra():

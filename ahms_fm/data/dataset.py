@@ -426,13 +426,39 @@ def load_split(path, split: str) -> Split:
                  meta["participants"], owners, files, meta["storage_dtype"])
 
 
-def decode_signal(record: bytes, shape: tuple[int, int], storage_dtype) -> np.ndarray:
-    """The `signal` of one serialized record, [time, channels], without decoding the
-    other features (TFDS's generic decoding of all of them costs several times more)."""
+# The scalar fields of a record, and their types once decoded.
+RECORD_FIELDS = {
+    "participant": str, "participant_index": np.int64, "recording": str,
+    "segment": np.int64, "offset_s": np.float32, "label": str,
+    "heart_rate": np.float32, "quality": np.float32,
+}
+
+
+def parse_record(record: bytes, shape: tuple[int, int], storage_dtype, *, fields=(),
+                 signal: bool = True) -> tuple[np.ndarray | None, dict]:
+    """(the `signal` [time, channels] if asked, {field: value} of `fields`) of one
+    serialized record, straight from its proto: TFDS's generic decoding of every feature
+    costs several times more. The one record reader of the project."""
     from tensorflow_datasets.proto import tf_example_pb2
 
-    feature = tf_example_pb2.Example.FromString(record).features.feature["signal"]
-    return np.frombuffer(feature.bytes_list.value[0], storage_dtype).reshape(shape)
+    f = tf_example_pb2.Example.FromString(record).features.feature
+    x = (np.frombuffer(f["signal"].bytes_list.value[0], storage_dtype).reshape(shape)
+         if signal else None)
+    values = {}
+    for k in fields:
+        kind = RECORD_FIELDS[k]
+        if kind is str:
+            values[k] = f[k].bytes_list.value[0].decode()
+        elif kind is np.int64:
+            values[k] = f[k].int64_list.value[0]
+        else:
+            values[k] = f[k].float_list.value[0]
+    return x, values
+
+
+def decode_signal(record: bytes, shape: tuple[int, int], storage_dtype) -> np.ndarray:
+    """The `signal` of one serialized record, [time, channels] (`parse_record`)."""
+    return parse_record(record, shape, storage_dtype)[0]
 
 
 def read_signals(split: Split, indices, dtype="float32") -> np.ndarray:

@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from ahms_fm.checkpoint import find_checkpoint, list_checkpoints, read_info
+from ahms_fm.data import dataset
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec, segment_recording
 from ahms_fm.data.recording import DataError, Recording
 from ahms_fm.evaluation.encoder import (
@@ -49,16 +50,12 @@ __all__ = [  # noqa: RUF022 (by kind)
 # ----------------------------------------------------------------------------
 
 
-COLUMNS = {  # per-record fields of a dataset split, and their types in the table
-    "participant": str, "participant_index": np.int64, "recording": str,
-    "segment": np.int64, "offset_s": np.float32, "label": str,
-    "heart_rate": np.float32, "quality": np.float32,
-}
+COLUMNS = dataset.RECORD_FIELDS  # per-record fields of a split, and their types
 
 
 class _RecordReader:
-    """Records of a split: the signal's raw bytes and the scalar fields, straight from
-    the parsed protos (TFDS's generic decoding costs several times more)."""
+    """Records of a split, read once each (`dataset.parse_record`): the signals for the
+    encoder and the scalar fields into `columns`."""
 
     def __init__(self, split):
         import grain
@@ -72,22 +69,14 @@ class _RecordReader:
 
     def read(self, lo: int, hi: int, signals: bool = True) -> np.ndarray | None:
         """Signals of records lo..hi-1 (if asked); their fields go into `columns`."""
-        from tensorflow_datasets.proto import tf_example_pb2
-
         out = np.empty((hi - lo, *self.shape), self.dtype) if signals else None
         for j in range(hi - lo):  # one by one: the batched read's threads cost more here
-            f = tf_example_pb2.Example.FromString(self.source[lo + j]).features.feature
+            x, values = dataset.parse_record(self.source[lo + j], self.shape, self.dtype,
+                                             fields=COLUMNS, signal=signals)
             if signals:
-                out[j] = np.frombuffer(f["signal"].bytes_list.value[0],
-                                       self.dtype).reshape(self.shape)
-            i = lo + j
-            for k, t in COLUMNS.items():
-                if t is str:
-                    self.columns[k][i] = f[k].bytes_list.value[0].decode()
-                elif t is np.int64:
-                    self.columns[k][i] = f[k].int64_list.value[0]
-                else:
-                    self.columns[k][i] = f[k].float_list.value[0]
+                out[j] = x
+            for k, v in values.items():
+                self.columns[k][lo + j] = v
         self.done[lo:hi] = True
         return out
 

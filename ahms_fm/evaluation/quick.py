@@ -28,15 +28,18 @@ def pick_records(split, per_participant: int) -> np.ndarray:
 
 def segment_table(split, records: np.ndarray):
     """participant_index, split and the per-segment fields probes may target."""
+    import grain
     import pandas as pd
 
-    rows = [split.records[int(i)] for i in records]
-    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)  # noqa: E731
+    source = grain.sources.ArrayRecordDataSource(split.files)
+    rows = [dataset.parse_record(source[int(i)], (0, 0), split.storage_dtype,
+                                 fields=("heart_rate", "label"), signal=False)[1]
+            for i in records]
     return pd.DataFrame({
         "participant_index": split.participant_of_record[records].astype(np.int64),
         "split": split.name,
         "heart_rate": np.array([r["heart_rate"] for r in rows], np.float32),
-        "label": [text(r["label"]) for r in rows],
+        "label": [r["label"] for r in rows],
     })
 
 

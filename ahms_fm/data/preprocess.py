@@ -176,19 +176,27 @@ def _flat_fraction(x: np.ndarray, min_run: int) -> np.ndarray:
     return _long_runs(x, min_run).mean(axis=-1)
 
 
-def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
-    """Per window: the largest fraction of a channel's raw samples at its min or max.
+def _clipped(windows: np.ndarray) -> np.ndarray:
+    """[n] per window of raw samples [n, channels, time]: the largest fraction of a
+    channel's samples at its min or max (0 for a constant channel: that is `flat`).
 
     A natural wave touches its extremes at a few samples; a saturated one sits
     there (whatever the rail's level, which differs between devices and gains).
     """
+    lo = np.nanmin(windows, axis=-1, keepdims=True)
+    hi = np.nanmax(windows, axis=-1, keepdims=True)
+    frac = ((windows == lo) | (windows == hi)).mean(axis=-1)
+    return np.where(hi[..., 0] > lo[..., 0], frac, 0.0).max(axis=-1)
+
+
+def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds: float):
+    """`_clipped` of each window [start, start + seconds) of a [time, channels] recording
+    at its native `rate`."""
     out = np.zeros(len(starts_s))
     for i, start in enumerate(starts_s):
         w = x[round(start * rate): round((start + seconds) * rate)]
         if len(w):
-            lo, hi = np.nanmin(w, axis=0), np.nanmax(w, axis=0)
-            frac = ((w == lo) | (w == hi)).mean(axis=0)
-            out[i] = np.max(np.where(hi > lo, frac, 0.0))
+            out[i] = _clipped(w.T[None])[0]
     return out
 
 
@@ -418,8 +426,7 @@ def preprocess_windows(
         # Window-level flat/clipped on the raw samples, like `segment_array`.
         min_run = max(2, round(quality.flat_seconds * spec.sample_rate))
         flat = _flat_fraction(raw_t, min_run)
-        lo_v, hi_v = raw_t.min(axis=-1, keepdims=True), raw_t.max(axis=-1, keepdims=True)
-        clipped = ((raw_t == lo_v) | (raw_t == hi_v)).mean(axis=-1).max(axis=-1)
+        clipped = _clipped(raw_t)
         for name, bad in (
             ("flat", flat > quality.max_flat_fraction),
             ("clipped", clipped > quality.max_clipped_fraction),

@@ -8,6 +8,7 @@ its name in the package, `ppg:study`; `resolve` turns either into the file's pat
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from pathlib import Path
 
@@ -40,38 +41,65 @@ def resolve(spec: str, folder: Path = PACKAGE_CONFIGS) -> str:
     return f"{os.path.abspath(path)}{sep}{variants}"
 
 
-def resolve_argv(argv: list[str]) -> list[str]:
-    """`argv` with its `--config` value resolved (`--config X` or `--config=X`), so the
-    flag parser finds packaged configs by name."""
-    out = list(argv)
-    for i, a in enumerate(out):
-        if a == "--config" and i + 1 < len(out):
-            out[i + 1] = resolve(out[i + 1])
-        elif a.startswith("--config="):
-            out[i] = "--config=" + resolve(a.split("=", 1)[1])
-    return out
-
-
 def load(spec: str, overrides=()) -> ml_collections.ConfigDict:
     """The config `spec` names (`resolve`), with `overrides` applied as the command line
-    applies `--config.KEY=VALUE` (same parser, same errors): a dict {key: value} or
-    "key=value" strings. Validated (`validate`)."""
+    applies `--config.KEY=VALUE` (the same parser): a dict {key: value} or "key=value"
+    strings. Validated (`validate`). Every problem is a `ConfigError` of one line that
+    names the config, the overrides and what is wrong (a misspelt key, a bad value)."""
     from absl import flags
     from ml_collections import config_flags
 
     if isinstance(overrides, dict):
         overrides = [f"{k}={v}" for k, v in overrides.items()]
-    argv = ["load", f"--config={resolve(spec)}",
-            *(f"--config.{o.removeprefix('--config.')}" for o in overrides)]
+    flags_ = [f"--config.{o.removeprefix('--config.')}" for o in overrides]
+    argv = ["load", f"--config={resolve(spec)}", *flags_]
     values = flags.FlagValues()
     handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values,
                                              sys_argv=argv)
-    with warnings.catch_warnings():  # ml_collections loads config files with load_module()
-        warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
-        values(argv)
-    config = handle.value
+    try:
+        with warnings.catch_warnings():  # ml_collections loads files with load_module()
+            warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
+            values(argv)
+        config = handle.value
+    except Exception as e:  # the flag parser wraps the config's errors: keep the point
+        raise ConfigError(f"{shlex.join(['--config', str(spec), *flags_])}: "
+                          f"{_the_point(e)}") from None
     validate(config)
     return config
+
+
+def _the_point(e: BaseException) -> str:
+    """One line of what went wrong, from the flag parser's nested exceptions."""
+    while e.args and isinstance(e.args[0], BaseException):  # ConfigDict: AttributeError
+        e = e.args[0]  # wrapping a KeyError (a misspelt key) that suggests the right one
+    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip()
+    lines = message.splitlines()
+    message = lines[-1] if "Traceback" in message else " ".join(lines)
+    return f"unknown key {message}" if isinstance(e, KeyError) else message
+
+
+def load_required(spec: str | None, overrides, example: str) -> ml_collections.ConfigDict:
+    """`load`, with a missing `--config` said as a `ConfigError` with an example."""
+    if not spec:
+        raise ConfigError(f"--config is required (a config name or file, e.g. `{example}`)")
+    return load(spec, overrides)
+
+
+def split_argv(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """(the `--config` value, its `--config.KEY=VALUE` overrides as "KEY=VALUE", the other
+    arguments): the command line's config part, for `load`."""
+    spec, overrides, rest = None, [], []
+    args = iter(argv)
+    for a in args:
+        if a == "--config":
+            spec = next(args, None)
+        elif a.startswith("--config="):
+            spec = a.split("=", 1)[1]
+        elif a.startswith("--config."):
+            overrides.append(a.removeprefix("--config."))
+        else:
+            rest.append(a)
+    return spec, overrides, rest
 
 
 def parse_variants(arg: str | None, known) -> list[str]:

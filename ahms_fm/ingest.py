@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 from ahms_fm import cli_help, config_utils
@@ -114,8 +113,6 @@ def format_summary(path) -> str:
 
 def run(argv=None):
     """Command line (flags are defined here, so importing this module defines none)."""
-    config = config_flags.DEFINE_config_file("config", None, "Config name or file[:variants], "
-                                             "e.g. ecg:cinc2017 or configs/ecg.py:cinc2017.")
     overwrite = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
     argv = argv or sys.argv
     if cli_help.wants_help(argv):
@@ -125,15 +122,16 @@ def run(argv=None):
                                 "ahms-fm ingest --config ppg --config.data.dataset="
                                 "my_cohort --config.data.source_dir=recordings "
                                 "--config.data.byo_spec=recordings/cohort.json"])
-    flags.mark_flags_as_required(["config"])
+    spec, overrides, rest = config_utils.split_argv(argv)
+    config = config_utils.load_required(spec, overrides, "ahms-fm ingest --config ppg:demo")
 
     def main(argv):
         del argv
         logging.set_verbosity(logging.WARNING)  # TFDS logs every shard it writes
-        path = ingest(config.value, overwrite=overwrite.value)
+        path = ingest(config, overwrite=overwrite.value)
         print(format_summary(path))
 
-    app.run(main, argv=config_utils.resolve_argv(argv))
+    app.run(main, argv=rest)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,11 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from ahms_fm import cli_help, config_utils, host_memory
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config name or file[:variants], "
-                                          "e.g. ppg:demo or configs/ppg.py:demo.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and metrics go.")
+_LOADED = []  # the config, loaded (config_utils.load) before absl parses the other flags
 
 
 def main(argv):
@@ -24,7 +22,7 @@ def main(argv):
     from ahms_fm import train
 
     logging.set_verbosity(logging.WARNING)
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_LOADED[0], _WORKDIR.value)
 
 
 def run(argv=None):
@@ -36,9 +34,11 @@ def run(argv=None):
                                 "ahms-fm train --config ppg:demo --workdir runs/demo",
                                 "ahms-fm train --config ecg:cinc2017,study "
                                 "--workdir runs/cinc --config.num_steps=600"])
+    spec, overrides, rest = config_utils.split_argv(argv)
+    _LOADED[:] = [config_utils.load_required(spec, overrides, "ahms-fm train --config ppg:demo")]
     host_memory.keep_freed_memory()  # before JAX starts its threads
-    flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main, argv=config_utils.resolve_argv(argv))
+    flags.mark_flags_as_required(["workdir"])
+    app.run(main, argv=rest)
 
 
 if __name__ == "__main__":

@@ -110,15 +110,8 @@ def check_config(config: str, overrides: list[str]):
         config = str(ROOT / config)  # relative to the checkout, as the workers run it
     try:
         return config_utils.load(config, overrides)
-    except Exception as e:  # absl wraps the config's errors in a traceback: keep the point
-        while e.args and isinstance(e.args[0], BaseException):  # ConfigDict: AttributeError
-            e = e.args[0]  # wrapping a KeyError (a misspelt key) that suggests the right one
-        message = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip()
-        lines = message.splitlines()
-        message = lines[-1] if "Traceback" in message else " ".join(lines)
-        message = f"unknown key {message}" if isinstance(e, KeyError) else message
-        raise LaunchError(f"{shlex.join(['--config', config, *overrides])}: {message}") \
-            from None
+    except config_utils.ConfigError as e:
+        raise LaunchError(str(e)) from None
 
 
 def _packaged_names() -> list[str]:

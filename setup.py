@@ -34,11 +34,18 @@ setup(
         "matplotlib>=3.8",  # probe report figures
     ],
     extras_require={
-        "dev": ["pytest>=8", "pytest-xdist>=3.6", "ruff>=0.8",
-                "setuptools>=68", "wheel",  # tests/test_install.py builds a wheel offline
-                "scikit-learn>=1.5",  # the probes' reference in tests and benchmarks
-                # tests/test_notebook.py executes notebooks/embeddings.ipynb headless
-                "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"],
+        "dev": [
+            "pytest>=8",
+            "pytest-xdist>=3.6",
+            "ruff>=0.8",
+            "setuptools>=68",
+            "wheel",  # tests/test_install.py builds a wheel offline
+            "scikit-learn>=1.5",  # the probes' reference in tests and benchmarks
+            # tests/test_notebook.py executes notebooks/embeddings.ipynb headless
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
         "tpu": ["jax[tpu]>=0.7", "gcsfs>=2024.2"],  # gcsfs: gs:// workdirs via etils.epath
         "gpu": ["jax[cuda12]>=0.7"],
     },

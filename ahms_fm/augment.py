@@ -248,8 +248,9 @@ def _compose(x, gain=None, warp=None, perm=None, noise=None):
 
         def noise_rows(index, sel):
             s = jnp.where(sel, jnp.take(sigma, index, mode="clip"), 0.0)
-            counter = (index.astype(jnp.uint32)[:, None, None] * jnp.uint32(t * c)
-                       + jax.lax.iota(jnp.uint32, t * c).reshape(1, t, c))
+            counter = index.astype(jnp.uint32)[:, None, None] * jnp.uint32(t * c) + jax.lax.iota(
+                jnp.uint32, t * c
+            ).reshape(1, t, c)
             return (s[:, None, None] * hashed_normal_at(key, counter)).astype(x.dtype)
 
         x = jax.lax.cond(

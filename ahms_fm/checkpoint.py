@@ -32,12 +32,22 @@ from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 class Checkpoints:
     """Save and restore training checkpoints in `directory`."""
 
-    def __init__(self, directory, *, keep: int = 3, keep_every: int = 0,
-                 keep_steps: tuple[int, ...] = (0,), best_metric: str | None = None,
-                 best_mode: str = "max", asynchronous: bool = True):
+    def __init__(
+        self,
+        directory,
+        *,
+        keep: int = 3,
+        keep_every: int = 0,
+        keep_steps: tuple[int, ...] = (0,),
+        best_metric: str | None = None,
+        best_mode: str = "max",
+        asynchronous: bool = True,
+    ):
         if keep < 1:
-            raise ValueError(f"keep (keep_checkpoints) must be at least 1, got {keep}: "
-                             "a run resumes from its latest checkpoint")
+            raise ValueError(
+                f"keep (keep_checkpoints) must be at least 1, got {keep}: "
+                "a run resumes from its latest checkpoint"
+            )
         if keep_every < 0:
             raise ValueError(f"keep_every (keep_every_steps) must be >= 0, got {keep_every}")
         policies = [pp.LatestN(n=keep)]
@@ -47,9 +57,14 @@ class Checkpoints:
             policies.append(pp.EveryNSteps(interval_steps=keep_every))
         if best_metric:
             # Orbax's default would keep every checkpoint saved without metrics, forever.
-            policies.append(pp.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
-                                     reverse=best_mode == "min",
-                                     keep_checkpoints_without_metrics=False))
+            policies.append(
+                pp.BestN(
+                    get_metric_fn=lambda m: m[best_metric],
+                    n=1,
+                    reverse=best_mode == "min",
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=pp.AnyPreservationPolicy(policies),
             enable_async_checkpointing=asynchronous,
@@ -57,7 +72,8 @@ class Checkpoints:
         )
         self.directory = as_path(directory)
         self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "data", "info"))
+            self.directory, options=options, item_names=("state", "data", "info")
+        )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -66,15 +82,25 @@ class Checkpoints:
         """The steps of the checkpoints kept (complete or being written), in order."""
         return sorted(self._manager.all_steps())
 
-    def save(self, step: int, state, data: dict, info: dict, metrics: dict | None = None,
-             force: bool = False) -> bool:
+    def save(
+        self,
+        step: int,
+        state,
+        data: dict,
+        info: dict,
+        metrics: dict | None = None,
+        force: bool = False,
+    ) -> bool:
         """Start saving (asynchronously); returns whether a save was started."""
         return self._manager.save(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    data=ocp.args.JsonSave(data),
-                                    info=ocp.args.JsonSave(info)),
-            metrics=metrics, force=force,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=ocp.args.JsonSave(data),
+                info=ocp.args.JsonSave(info),
+            ),
+            metrics=metrics,
+            force=force,
         )
 
     def restore(self, abstract_state, step: int | None = None):
@@ -83,9 +109,11 @@ class Checkpoints:
         step = self.latest_step() if step is None else step
         restored = self._manager.restore(
             step,
-            args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                    data=ocp.args.JsonRestore(),
-                                    info=ocp.args.JsonRestore()),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state),
+                data=ocp.args.JsonRestore(),
+                info=ocp.args.JsonRestore(),
+            ),
         )
         return restored.state, restored.data, restored.info
 
@@ -116,10 +144,12 @@ class Checkpoints:
                         self._set_aside(bad)
                     return step, state, data, info
             bad.append(step)
-            logging.warning("checkpoint %s is unusable, trying the previous one: %s", where,
-                            problems[-1])
-        raise CorruptCheckpoint(f"{self.directory}: no usable checkpoint:\n  "
-                                + "\n  ".join(problems))
+            logging.warning(
+                "checkpoint %s is unusable, trying the previous one: %s", where, problems[-1]
+            )
+        raise CorruptCheckpoint(
+            f"{self.directory}: no usable checkpoint:\n  " + "\n  ".join(problems)
+        )
 
     def _set_aside(self, steps) -> None:
         aside = self.directory.parent / "corrupt_checkpoints"
@@ -136,7 +166,8 @@ class Checkpoints:
         """The `info` item alone (the config a run was saved with), without the state."""
         step = self.latest_step() if step is None else step
         return self._manager.restore(
-            step, args=ocp.args.Composite(info=ocp.args.JsonRestore())).info
+            step, args=ocp.args.Composite(info=ocp.args.JsonRestore())
+        ).info
 
     def wait(self):
         self._manager.wait_until_finished()
@@ -170,8 +201,9 @@ def checksums(tree) -> dict[str, int]:
     """Per-leaf checksums of a state ("path/to/leaf" -> int), computed where the arrays
     live (device or host); saved with each checkpoint, compared when it is restored."""
     sums = jax.device_get(_tree_sums(tree))
-    return {jax.tree_util.keystr(path): int(v)
-            for path, v in jax.tree_util.tree_leaves_with_path(sums)}
+    return {
+        jax.tree_util.keystr(path): int(v) for path, v in jax.tree_util.tree_leaves_with_path(sums)
+    }
 
 
 PLAUSIBLE = 1e8  # no trained weight, optimizer moment or batch-norm statistic is larger
@@ -183,20 +215,26 @@ def verify(tree, expected: dict | None, where: str, *, partial: bool = False) ->
     saved without checksums (older runs) are checked for plausibility only: finite, and
     no value above PLAUSIBLE in magnitude."""
     if expected is None:
-        bad = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(tree)
-               if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
-               and not bool(jnp.all(jnp.abs(jnp.asarray(x)) <= PLAUSIBLE))]
+        bad = [
+            jax.tree_util.keystr(p)
+            for p, x in jax.tree_util.tree_leaves_with_path(tree)
+            if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)
+            and not bool(jnp.all(jnp.abs(jnp.asarray(x)) <= PLAUSIBLE))
+        ]
         if bad:
-            raise CorruptCheckpoint(f"{where}: non-finite or implausibly large (> {PLAUSIBLE:g})"
-                                    f" values in {', '.join(bad[:5])}")
+            raise CorruptCheckpoint(
+                f"{where}: non-finite or implausibly large (> {PLAUSIBLE:g})"
+                f" values in {', '.join(bad[:5])}"
+            )
         return
     got = checksums(tree)
     keys = set(got) if partial else set(got) | set(expected)
     wrong = sorted(k for k in keys if got.get(k) != expected.get(k))
     if wrong:
-        raise CorruptCheckpoint(f"{where}: {len(wrong)} array(s) differ from the checksums "
-                                f"saved with them: {', '.join(wrong[:5])}"
-                                + (" ..." if len(wrong) > 5 else ""))
+        raise CorruptCheckpoint(
+            f"{where}: {len(wrong)} array(s) differ from the checksums "
+            f"saved with them: {', '.join(wrong[:5])}" + (" ..." if len(wrong) > 5 else "")
+        )
 
 
 def is_remote(path) -> bool:
@@ -246,8 +284,9 @@ def find_checkpoint(path, step: int | None = None) -> Path:
     if step is None:
         return steps[max(steps)]
     if step not in steps:
-        raise FileNotFoundError(f"{path}: no complete checkpoint of step {step}; "
-                                f"steps: {sorted(steps)}")
+        raise FileNotFoundError(
+            f"{path}: no complete checkpoint of step {step}; steps: {sorted(steps)}"
+        )
     return steps[step]
 
 
@@ -260,12 +299,14 @@ def list_checkpoints(path) -> dict[int, Path]:
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     steps = {int(p.name): p for p in folder.iterdir() if is_complete(p)}
     if not steps:
-        raise FileNotFoundError(f"{path}: no complete checkpoint (no <step>/state folder "
-                                f"in {folder})")
+        raise FileNotFoundError(
+            f"{path}: no complete checkpoint (no <step>/state folder in {folder})"
+        )
     return dict(sorted(steps.items()))
 
 
 def read_info(step_dir) -> dict:
     """The checkpoint's JSON `info` item: {"config", "modality_spec", "dataset"}."""
     return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(
-        Path(step_dir) / "info", args=ocp.args.JsonRestore())
+        Path(step_dir) / "info", args=ocp.args.JsonRestore()
+    )

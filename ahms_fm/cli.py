@@ -13,24 +13,37 @@ import sys
 COMMANDS = {
     "train": ("ahms_fm.main", "pretrain (or resume) on a dataset; checkpoints to --workdir"),
     "ingest": ("ahms_fm.ingest", "recordings or the synthetic cohort -> a dataset"),
-    "probe": ("ahms_fm.evaluation.command",
-              "linear probes of a checkpoint's embeddings, with baselines and intervals"),
-    "embed": ("ahms_fm.evaluation.embed_command",
-              "a checkpoint's embeddings of a folder of recordings (or a dataset) -> Parquet"),
+    "probe": (
+        "ahms_fm.evaluation.command",
+        "linear probes of a checkpoint's embeddings, with baselines and intervals",
+    ),
+    "embed": (
+        "ahms_fm.evaluation.embed_command",
+        "a checkpoint's embeddings of a folder of recordings (or a dataset) -> Parquet",
+    ),
     "sweep": ("ahms_fm.sweep", "many runs from one config (the paper's ablations ...)"),
     "curves": ("ahms_fm.curves", "training curves of one or several runs from metrics.jsonl"),
-    "launch": ("ahms_fm.launch:main", "train on local processes, a Slurm cluster or a TPU pod "
-               "(local, slurm, tpu_pod)"),
+    "launch": (
+        "ahms_fm.launch:main",
+        "train on local processes, a Slurm cluster or a TPU pod (local, slurm, tpu_pod)",
+    ),
 }
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: ahms-fm COMMAND [flags]   (ahms-fm COMMAND --help for its flags)", "",
-             "commands:"]
+    lines = [
+        "usage: ahms-fm COMMAND [flags]   (ahms-fm COMMAND --help for its flags)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
-    lines += ["", "`ahms-fm --config ...` without a command trains. --debug: tracebacks "
-              "instead of one-line errors.", "docs: README.md, docs/"]
+    lines += [
+        "",
+        "`ahms-fm --config ...` without a command trains. --debug: tracebacks "
+        "instead of one-line errors.",
+        "docs: README.md, docs/",
+    ]
     return "\n".join(lines)
 
 
@@ -41,11 +54,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ahms_fm.data.recording import DataError
     from ahms_fm.lock import WorkdirBusy
 
-    found = [ConfigError, DataError, DatasetMismatch, NothingKept, WorkdirBusy,
-             FileNotFoundError]
-    for module, name in (("ahms_fm.train", "ResumeMismatch"), ("ahms_fm.train", "NonFiniteLoss"),
-                         ("ahms_fm.checkpoint", "CorruptCheckpoint"),
-                         ("ahms_fm.evaluation.probe", "NoTargets")):
+    found = [ConfigError, DataError, DatasetMismatch, NothingKept, WorkdirBusy, FileNotFoundError]
+    for module, name in (
+        ("ahms_fm.train", "ResumeMismatch"),
+        ("ahms_fm.train", "NonFiniteLoss"),
+        ("ahms_fm.checkpoint", "CorruptCheckpoint"),
+        ("ahms_fm.evaluation.probe", "NoTargets"),
+    ):
         if module in sys.modules:  # only a loaded module can have raised it
             found.append(getattr(sys.modules[module], name))
     return tuple(found)
@@ -63,7 +78,7 @@ def run():
     if command not in COMMANDS:
         print(f"ahms-fm: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    program = [f"{argv[0]} {command}", *argv[2 if given else 1:]]
+    program = [f"{argv[0]} {command}", *argv[2 if given else 1 :]]
     import importlib
 
     module_name, _, function = COMMANDS[command][0].partition(":")

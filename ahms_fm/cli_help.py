@@ -21,10 +21,14 @@ def print_help(argv, module: str, summary: str, examples: list[str]) -> None:
         default = "" if flag.default is None else f" (default: {flag.default!r})"
         lines.append(f"  --{flag.name}: {flag.help}{default}")
     if module.endswith(("main", "ingest")):
-        lines.append("  --config: the config, a name or file with variants, e.g. ppg:demo, "
-                     "ecg:cinc2017,study or configs/ppg.py:runlocal (required)")
-        lines.append("  --config.KEY=VALUE: change one config key, e.g. "
-                     "--config.num_steps=300 (docs/configs.md lists every key)")
+        lines.append(
+            "  --config: the config, a name or file with variants, e.g. ppg:demo, "
+            "ecg:cinc2017,study or configs/ppg.py:runlocal (required)"
+        )
+        lines.append(
+            "  --config.KEY=VALUE: change one config key, e.g. "
+            "--config.num_steps=300 (docs/configs.md lists every key)"
+        )
     lines += ["", "examples:", *(f"  {e}" for e in examples)]
     print("\n".join(lines))
     sys.exit(0)

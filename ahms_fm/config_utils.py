@@ -35,8 +35,10 @@ def resolve(spec: str, folder: Path = PACKAGE_CONFIGS) -> str:
         found = _packaged(folder, path)
         if found is None:
             known = sorted(p.stem for p in folder.glob("[!_]*.py"))
-            raise ConfigError(f"no config file {path!r}, and no packaged config of that name "
-                              f"(packaged: {', '.join(known)})")
+            raise ConfigError(
+                f"no config file {path!r}, and no packaged config of that name "
+                f"(packaged: {', '.join(known)})"
+            )
         path = str(found)
     return f"{os.path.abspath(path)}{sep}{variants}"
 
@@ -54,16 +56,16 @@ def load(spec: str, overrides=()) -> ml_collections.ConfigDict:
     flags_ = [f"--config.{o.removeprefix('--config.')}" for o in overrides]
     argv = ["load", f"--config={resolve(spec)}", *flags_]
     values = flags.FlagValues()
-    handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values,
-                                             sys_argv=argv)
+    handle = config_flags.DEFINE_config_file("config", None, "", flag_values=values, sys_argv=argv)
     try:
         with warnings.catch_warnings():  # ml_collections loads files with load_module()
             warnings.filterwarnings("ignore", "the load_module", DeprecationWarning)
             values(argv)
         config = handle.value
     except Exception as e:  # the flag parser wraps the config's errors: keep the point
-        raise ConfigError(f"{shlex.join(['--config', str(spec), *flags_])}: "
-                          f"{_the_point(e)}") from None
+        raise ConfigError(
+            f"{shlex.join(['--config', str(spec), *flags_])}: {_the_point(e)}"
+        ) from None
     validate(config)
     return config
 
@@ -162,8 +164,13 @@ _RULES = [
     ("probe.num_strengths", lambda v: v >= 1, "a positive integer"),
     ("probe.random_seeds", lambda v: v >= 0, "0 or a positive integer"),
 ]
-_AUGMENT_PROBABILITIES = ("cut_out", "magnitude_warp", "time_warp", "gaussian_noise",
-                          "channel_permute")
+_AUGMENT_PROBABILITIES = (
+    "cut_out",
+    "magnitude_warp",
+    "time_warp",
+    "gaussian_noise",
+    "channel_permute",
+)
 
 
 def _get(config, key: str):
@@ -184,8 +191,10 @@ def validate(config, what: str = "config") -> None:
     Called where a config starts being used (training, ingestion), after overrides; keys a
     config does not have (older or partial configs) are not checked."""
     problems = []
-    rules = list(_RULES) + [(f"augment.{a}.p", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
-                            for a in _AUGMENT_PROBABILITIES]
+    rules = list(_RULES) + [
+        (f"augment.{a}.p", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+        for a in _AUGMENT_PROBABILITIES
+    ]
     for key, ok, rule in rules:
         value = _get(config, key)
         if value is _MISSING:
@@ -202,9 +211,21 @@ def validate(config, what: str = "config") -> None:
 
 # Keys a resumed run may change: when and what it logs, evaluates and keeps, where the
 # data lives, how it is read. Anything else would make the resumed run a different one.
-RESUMABLE = ("num_steps", "log_every_steps", "eval_every_steps", "eval_batches",
-             "checkpoint_every_steps", "keep_checkpoints", "keep_every_steps", "best_metric",
-             "probe.*", "data.data_dir", "data.source_dir", "data.num_workers", "data.prefetch")
+RESUMABLE = (
+    "num_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "eval_batches",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "keep_every_steps",
+    "best_metric",
+    "probe.*",
+    "data.data_dir",
+    "data.source_dir",
+    "data.num_workers",
+    "data.prefetch",
+)
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -229,8 +250,9 @@ def resume_differences(saved: dict, now: dict) -> tuple[list[str], list[str]]:
     refused, allowed = [], []
     for key in sorted(set(a) | set(b)):
         if key not in a or key not in b:
-            allowed.append(f"{key}: {'not in the checkpoint' if key in b else 'no longer'}"
-                           " a config key")
+            allowed.append(
+                f"{key}: {'not in the checkpoint' if key in b else 'no longer'} a config key"
+            )
             continue
         if a[key] == b[key]:
             continue

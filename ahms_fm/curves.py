@@ -43,8 +43,14 @@ from ahms_fm.checkpoint import as_path, is_remote
 
 DEFAULT_METRICS = ("loss", "val/*", "probe/*")
 # Panels in this order first, then the other val/*, probe/*, and the rest, sorted.
-FIRST = ("loss", "val/effective_rank", "val/effective_rank_centered", "val/retrieval_top1",
-         "val/uniformity", "val/alignment")
+FIRST = (
+    "loss",
+    "val/effective_rank",
+    "val/effective_rank_centered",
+    "val/retrieval_top1",
+    "val/uniformity",
+    "val/alignment",
+)
 CSV_HEADER = ("kind", "series", "group", "runs", "metric", "step", "value", "min", "max")
 
 Series = dict[str, dict[int, float]]  # metric -> step -> value
@@ -109,12 +115,17 @@ def aggregate(members: list[dict[int, float]]) -> dict[int, tuple[float, float, 
 
 def select_metrics(runs: dict[str, Series], patterns=DEFAULT_METRICS) -> list[str]:
     """The metrics any run logged that match a glob of `patterns`, in panel order."""
-    found = {k for series in runs.values() for k in series
-             if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    found = {
+        k
+        for series in runs.values()
+        for k in series
+        if any(fnmatch.fnmatchcase(k, p) for p in patterns)
+    }
 
     def order(k):
-        section = (0 if k in FIRST else 1 if k.startswith("val/") else
-                   2 if k.startswith("probe/") else 3)
+        section = (
+            0 if k in FIRST else 1 if k.startswith("val/") else 2 if k.startswith("probe/") else 3
+        )
         return section, FIRST.index(k) if k in FIRST else 0, k
 
     return sorted(found, key=order)
@@ -164,10 +175,11 @@ def plot(runs: dict[str, Series], groups: dict[str, list[str]], metrics: list[st
             curves.append((group, groups[group]))
     cols = min(len(metrics), 3)
     rows = -(-len(metrics) // cols)
-    fig = Figure(figsize=(4.4 * cols, 3.3 * rows + 0.3 * (1 + len(curves) // 3)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(4.4 * cols, 3.3 * rows + 0.3 * (1 + len(curves) // 3)), layout="constrained"
+    )
     axes = fig.subplots(rows, cols, squeeze=False).flat
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.set_visible(False)
     handles = {}
     for ax, metric in zip(axes, metrics, strict=False):
@@ -184,8 +196,9 @@ def plot(runs: dict[str, Series], groups: dict[str, list[str]], metrics: list[st
                 continue
             steps = sorted(stats)
             mean, lo, hi = (np.array([stats[s][k] for s in steps]) for k in range(3))
-            (line,) = ax.plot(steps, mean, color=colour, lw=1.4, ms=3,
-                              marker="o" if len(steps) <= 40 else None)
+            (line,) = ax.plot(
+                steps, mean, color=colour, lw=1.4, ms=3, marker="o" if len(steps) <= 40 else None
+            )
             if members is None:
                 handles.setdefault(label, line)
             else:
@@ -196,13 +209,20 @@ def plot(runs: dict[str, Series], groups: dict[str, list[str]], metrics: list[st
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-                   ncol=min(3, len(handles)), fontsize=8, frameon=False)
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncol=min(3, len(handles)),
+            fontsize=8,
+            frameon=False,
+        )
     return fig
 
 
-def curves(workdirs, out=None, *, prefixes=(), auto_group=True,
-           metrics=DEFAULT_METRICS) -> tuple[str, str]:
+def curves(
+    workdirs, out=None, *, prefixes=(), auto_group=True, metrics=DEFAULT_METRICS
+) -> tuple[str, str]:
     """Write `out`/training_curves.png and training_curves.csv for the runs in `workdirs`;
     return their paths. `out` defaults to the run's folder (one run) or the runs' common folder."""
     workdirs = [str(w) for w in workdirs]
@@ -212,8 +232,10 @@ def curves(workdirs, out=None, *, prefixes=(), auto_group=True,
     runs = {name: read_metrics(w) for name, w in zip(names, workdirs, strict=True)}
     chosen = select_metrics(runs, metrics)
     if not chosen:
-        raise ValueError(f"no metric matching {', '.join(metrics)} in "
-                         f"{', '.join(w + '/metrics.jsonl' for w in workdirs)}")
+        raise ValueError(
+            f"no metric matching {', '.join(metrics)} in "
+            f"{', '.join(w + '/metrics.jsonl' for w in workdirs)}"
+        )
     groups = group_runs(names, prefixes, auto=auto_group)
     if out is None:
         if len(workdirs) == 1:
@@ -237,19 +259,31 @@ def curves(workdirs, out=None, *, prefixes=(), auto_group=True,
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Plot and tabulate training curves (loss, validation metrics, "
+        prog=prog,
+        description="Plot and tabulate training curves (loss, validation metrics, "
         "quick probe) from runs' metrics.jsonl; seeds of one setting as their mean with a "
-        "min-max band.")
+        "min-max band.",
+    )
     p.add_argument("workdirs", nargs="+", metavar="RUN", help="A run's workdir.")
-    p.add_argument("--out", help="Folder for training_curves.png and training_curves.csv "
-                   "(default: the run's folder, or the runs' common folder).")
-    p.add_argument("--group", action="append", default=[], metavar="PREFIX",
-                   help="Runs whose name starts with PREFIX are seeds of one setting "
-                   "(repeatable). Without it: runs named alike but for their seed.")
-    p.add_argument("--no-group", "--no_group", action="store_true",
-                   help="Every run its own curve.")
-    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS),
-                   help="Comma-separated globs of metrics to plot (default: %(default)s).")
+    p.add_argument(
+        "--out",
+        help="Folder for training_curves.png and training_curves.csv "
+        "(default: the run's folder, or the runs' common folder).",
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="Runs whose name starts with PREFIX are seeds of one setting "
+        "(repeatable). Without it: runs named alike but for their seed.",
+    )
+    p.add_argument("--no-group", "--no_group", action="store_true", help="Every run its own curve.")
+    p.add_argument(
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help="Comma-separated globs of metrics to plot (default: %(default)s).",
+    )
     return p
 
 
@@ -258,9 +292,13 @@ def run(argv=None) -> int:
     argv = sys.argv if argv is None else argv
     args = _parser(argv[0]).parse_args(argv[1:])
     try:
-        png, table_path = curves(args.workdirs, args.out, prefixes=tuple(args.group),
-                                 auto_group=not args.no_group and not args.group,
-                                 metrics=tuple(m for m in args.metrics.split(",") if m))
+        png, table_path = curves(
+            args.workdirs,
+            args.out,
+            prefixes=tuple(args.group),
+            auto_group=not args.no_group and not args.group,
+            metrics=tuple(m for m in args.metrics.split(",") if m),
+        )
     except (FileNotFoundError, ValueError) as e:
         print(f"ahms-fm curves: {e}", file=sys.stderr)
         return 2

@@ -29,11 +29,17 @@ def source_from_config(config) -> dataset.Source:
     d = config.data
     if sources.is_synthetic(config):
         return sources.synthetic_source(
-            spec, quality, participants=d.participants,
-            segments_per_participant=d.segments_per_participant, seed=d.synthetic_seed,
+            spec,
+            quality,
+            participants=d.participants,
+            segments_per_participant=d.segments_per_participant,
+            seed=d.synthetic_seed,
         )
-    kwargs = dict(hop_seconds=config.preprocess.hop_seconds, on_error=d.on_error,
-                  max_pad_fraction=config.preprocess.max_pad_fraction)
+    kwargs = dict(
+        hop_seconds=config.preprocess.hop_seconds,
+        on_error=d.on_error,
+        max_pad_fraction=config.preprocess.max_pad_fraction,
+    )
     if d.dataset in sources.PUBLIC:
         if not d.source_dir:
             raise ValueError(f"data.source_dir must point at the {d.dataset} download")
@@ -51,19 +57,28 @@ def fingerprint(config) -> dict:
     a bring-your-own spec's contents), the synthetic cohort's size and seed, and how
     recordings become segments (`input`, `preprocess`, `quality`, `data.on_error`)."""
     d = config.data
-    out = {"dataset": d.dataset, "modality": config.modality,
-           "input": config.input.to_dict(), "preprocess": config.preprocess.to_dict(),
-           "quality": config.quality.to_dict(), "on_error": d.on_error,
-           "splits": [dataset.SPLIT_RULE, *dataset.SPLIT_FRACTIONS]}
+    out = {
+        "dataset": d.dataset,
+        "modality": config.modality,
+        "input": config.input.to_dict(),
+        "preprocess": config.preprocess.to_dict(),
+        "quality": config.quality.to_dict(),
+        "on_error": d.on_error,
+        "splits": [dataset.SPLIT_RULE, *dataset.SPLIT_FRACTIONS],
+    }
     if sources.is_synthetic(config):
-        out["synthetic"] = {"participants": d.participants, "seed": d.synthetic_seed,
-                            "version": synthetic.VERSION,
-                            "segments_per_participant": d.segments_per_participant}
+        out["synthetic"] = {
+            "participants": d.participants,
+            "seed": d.synthetic_seed,
+            "version": synthetic.VERSION,
+            "segments_per_participant": d.segments_per_participant,
+        }
     else:
         out["source_dir"] = str(Path(d.source_dir).resolve()) if d.source_dir else ""
         if d.byo_spec:
-            out["byo_spec"] = Path(d.byo_spec).read_text() if Path(d.byo_spec).is_file() \
-                else d.byo_spec
+            out["byo_spec"] = (
+                Path(d.byo_spec).read_text() if Path(d.byo_spec).is_file() else d.byo_spec
+            )
     return json.loads(json.dumps(out, default=list))
 
 
@@ -73,12 +88,22 @@ def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
     config_utils.validate(config)
     source = source_from_config(config)
     spec = ModalitySpec.from_config(config)
-    bar = tqdm(total=len(source.participants), unit="participant", disable=not progress,
-               desc=f"ingest {source.name}")
+    bar = tqdm(
+        total=len(source.participants),
+        unit="participant",
+        disable=not progress,
+        desc=f"ingest {source.name}",
+    )
     try:
-        path = dataset.build(source, spec, config.data.data_dir, overwrite=overwrite,
-                             fingerprint=fingerprint(config),
-                             storage_dtype=config.preprocess.storage_dtype, progress=bar.update)
+        path = dataset.build(
+            source,
+            spec,
+            config.data.data_dir,
+            overwrite=overwrite,
+            fingerprint=fingerprint(config),
+            storage_dtype=config.preprocess.storage_dtype,
+            progress=bar.update,
+        )
     finally:
         bar.close()
     return path
@@ -97,11 +122,16 @@ def format_summary(path) -> str:
         f"segments kept: {s['segments_kept']}  "
         + "  ".join(f"{k} {n}" for k, n in split_counts.items()),
         f"segments rejected: {total_rejected}"
-        + ("  (" + ", ".join(f"{r} {rejected[r]}" for r in REASONS if rejected.get(r)) + ")"
-           if total_rejected else ""),
+        + (
+            "  (" + ", ".join(f"{r} {rejected[r]}" for r in REASONS if rejected.get(r)) + ")"
+            if total_rejected
+            else ""
+        ),
     ]
-    for key, why in (("no_recordings", "without a recording read"),
-                     ("all_rejected", "with every window rejected")):
+    for key, why in (
+        ("no_recordings", "without a recording read"),
+        ("all_rejected", "with every window rejected"),
+    ):
         if s.get(key):  # datasets built before these were listed have neither
             shown = ", ".join(s[key][:10]) + (", ..." if len(s[key]) > 10 else "")
             lines.append(f"participants {why}: {len(s[key])} ({shown})")
@@ -116,12 +146,18 @@ def run(argv=None):
     overwrite = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
     argv = argv or sys.argv
     if cli_help.wants_help(argv):
-        cli_help.print_help(argv, __name__, "Build the dataset a config describes (TFDS, "
-                            "ArrayRecord) from recordings or the synthetic cohort.", [
-                                "ahms-fm ingest --config ecg:cinc2017,study",
-                                "ahms-fm ingest --config ppg --config.data.dataset="
-                                "my_cohort --config.data.source_dir=recordings "
-                                "--config.data.byo_spec=recordings/cohort.json"])
+        cli_help.print_help(
+            argv,
+            __name__,
+            "Build the dataset a config describes (TFDS, "
+            "ArrayRecord) from recordings or the synthetic cohort.",
+            [
+                "ahms-fm ingest --config ecg:cinc2017,study",
+                "ahms-fm ingest --config ppg --config.data.dataset="
+                "my_cohort --config.data.source_dir=recordings "
+                "--config.data.byo_spec=recordings/cohort.json",
+            ],
+        )
     spec, overrides, rest = config_utils.split_argv(argv)
     config = config_utils.load_required(spec, overrides, "ahms-fm ingest --config ppg:demo")
 

@@ -56,8 +56,14 @@ def process_alive(pid: int, start=None) -> bool:
 class WorkdirLock:
     """`with WorkdirLock(workdir):` holds the lock for the block (see the module)."""
 
-    def __init__(self, workdir, *, active: bool = True, stale_seconds: float = 600.0,
-                 refresh_seconds: float = 60.0):
+    def __init__(
+        self,
+        workdir,
+        *,
+        active: bool = True,
+        stale_seconds: float = 600.0,
+        refresh_seconds: float = 60.0,
+    ):
         self.active = active  # False: a no-op (processes other than 0 of a multi-host run)
         self.workdir = str(workdir)
         self.remote = "://" in self.workdir
@@ -98,13 +104,17 @@ class WorkdirLock:
         if not self.active:
             return self
         if self.remote:
-            logging.warning("%s: an object-store workdir is not locked; run one trainer on it",
-                            self.workdir)
+            logging.warning(
+                "%s: an object-store workdir is not locked; run one trainer on it", self.workdir
+            )
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid(),
-              "start_ticks": _start_ticks(os.getpid()),
-              "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        me = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "start_ticks": _start_ticks(os.getpid()),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
         for _ in range(10):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -118,9 +128,9 @@ class WorkdirLock:
                         f"{self.workdir} is in use by process {holder.get('pid', '?')} on "
                         f"{holder.get('host', '?')} (since {holder.get('since', '?')}; lock "
                         f"{self.path}). Wait for it, or use another --workdir; if that "
-                        "trainer is certainly gone, delete the lock file.") from None
-                logging.warning("%s: taking over a stale lock (%s): %s", self.workdir, why,
-                                holder)
+                        "trainer is certainly gone, delete the lock file."
+                    ) from None
+                logging.warning("%s: taking over a stale lock (%s): %s", self.workdir, why, holder)
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:
@@ -136,15 +146,19 @@ class WorkdirLock:
             try:
                 os.utime(self.path)
             except FileNotFoundError:
-                logging.warning("%s: the lock file was removed while this trainer runs",
-                                self.workdir)
+                logging.warning(
+                    "%s: the lock file was removed while this trainer runs", self.workdir
+                )
             self._refreshed = time.monotonic()
 
     def release(self) -> None:
         if self._held:
             holder = self.holder()
-            if holder and holder.get("pid") == os.getpid() and \
-                    holder.get("host") == socket.gethostname():
+            if (
+                holder
+                and holder.get("pid") == os.getpid()
+                and holder.get("host") == socket.gethostname()
+            ):
                 self.path.unlink(missing_ok=True)
             self._held = False
 

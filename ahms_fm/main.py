@@ -29,11 +29,16 @@ def run(argv=None):
     """Console entry point `ahms-fm train`."""
     argv = sys.argv if argv is None else argv
     if cli_help.wants_help(argv):
-        cli_help.print_help(argv, __name__, "Pretrain (or resume) a foundation model: "
-                            "checkpoints and metrics go to --workdir.", [
-                                "ahms-fm train --config ppg:demo --workdir runs/demo",
-                                "ahms-fm train --config ecg:cinc2017,study "
-                                "--workdir runs/cinc --config.num_steps=600"])
+        cli_help.print_help(
+            argv,
+            __name__,
+            "Pretrain (or resume) a foundation model: checkpoints and metrics go to --workdir.",
+            [
+                "ahms-fm train --config ppg:demo --workdir runs/demo",
+                "ahms-fm train --config ecg:cinc2017,study "
+                "--workdir runs/cinc --config.num_steps=600",
+            ],
+        )
     spec, overrides, rest = config_utils.split_argv(argv)
     _LOADED[:] = [config_utils.load_required(spec, overrides, "ahms-fm train --config ppg:demo")]
     host_memory.keep_freed_memory()  # before JAX starts its threads

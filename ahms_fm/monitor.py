@@ -27,8 +27,17 @@ class Monitor:
     """Writes one JSON object per logged step to `workdir/metrics.jsonl` (at least `step`
     and `loss`), the same scalars as TensorBoard events, and a console line."""
 
-    def __init__(self, workdir, config, spec, *, total_steps: int, devices: int,
-                 active: bool = True, fresh: bool = True):
+    def __init__(
+        self,
+        workdir,
+        config,
+        spec,
+        *,
+        total_steps: int,
+        devices: int,
+        active: bool = True,
+        fresh: bool = True,
+    ):
         self.active = active
         self.total = total_steps
         self.devices = devices
@@ -45,7 +54,8 @@ class Monitor:
                 workdir = Path(tempfile.mkdtemp(prefix="ahms_fm_monitor_"))
                 if (self._remote / "metrics.jsonl").exists():  # a resumed run appends
                     (workdir / "metrics.jsonl").write_bytes(
-                        (self._remote / "metrics.jsonl").read_bytes())
+                        (self._remote / "metrics.jsonl").read_bytes()
+                    )
             workdir = Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
             home = workdir if self._remote is None else self._remote  # written once: direct
@@ -85,22 +95,27 @@ class Monitor:
             now = time.perf_counter()
             elapsed = max(now - self._tick, 1e-9)
             rate = self._steps / elapsed
-            values.update({
-                "steps_per_second": rate,
-                "segments_per_second": rate * self.segments_per_step,
-                "segments_per_second_per_device": rate * self.segments_per_step / self.devices,
-                "step_time_s": (elapsed - self._data - self._ckpt) / self._steps,
-                "data_wait_s": self._data / self._steps,
-                "checkpoint_s": self._ckpt / self._steps,
-            })
+            values.update(
+                {
+                    "steps_per_second": rate,
+                    "segments_per_second": rate * self.segments_per_step,
+                    "segments_per_second_per_device": rate * self.segments_per_step / self.devices,
+                    "step_time_s": (elapsed - self._data - self._ckpt) / self._steps,
+                    "data_wait_s": self._data / self._steps,
+                    "checkpoint_s": self._ckpt / self._steps,
+                }
+            )
             self._tick, self._steps, self._data, self._ckpt = now, 0, 0.0, 0.0
             eta = (self.total - step) / rate if rate > 0 else float("nan")
-            line = (f"step {step}/{self.total}  loss {values['loss']:.4f}  "
-                    f"{values['segments_per_second']:.1f} seg/s  eta {_duration(eta)}")
+            line = (
+                f"step {step}/{self.total}  loss {values['loss']:.4f}  "
+                f"{values['segments_per_second']:.1f} seg/s  eta {_duration(eta)}"
+            )
             console = True if console is None else console
         else:
             line = f"step {step}/{self.total}  " + "  ".join(
-                f"{k} {v:.4g}" for k, v in values.items())
+                f"{k} {v:.4g}" for k, v in values.items()
+            )
         if not self.active:
             return
         self._jsonl.write(json.dumps({"step": step, **values}) + "\n")

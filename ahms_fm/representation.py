@@ -82,8 +82,9 @@ def retrieval_top1(z: np.ndarray, participants: np.ndarray) -> float:
     return float(np.mean((participants[nearest] == participants)[has_pair]))
 
 
-def representation_metrics(view_a: np.ndarray, view_b: np.ndarray,
-                           participants: np.ndarray) -> dict[str, float]:
+def representation_metrics(
+    view_a: np.ndarray, view_b: np.ndarray, participants: np.ndarray
+) -> dict[str, float]:
     """All of the above for paired embeddings [n, d] of one validation sample: rank,
     uniformity and retrieval over both views together, alignment between them."""
     both = np.concatenate([view_a, view_b])

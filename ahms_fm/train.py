@@ -40,9 +40,16 @@ def prepare_dataset(config) -> Path:
     """The dataset's folder; the synthetic cohort is built on first use (by process 0)."""
     d = config.data
     synthetic = sources.is_synthetic(config)
-    name = (sources.synthetic_name(ModalitySpec.from_config(config), d.participants,
-                                   d.segments_per_participant, d.synthetic_seed)
-            if synthetic else "")
+    name = (
+        sources.synthetic_name(
+            ModalitySpec.from_config(config),
+            d.participants,
+            d.segments_per_participant,
+            d.synthetic_seed,
+        )
+        if synthetic
+        else ""
+    )
     if synthetic and jax.process_index() == 0:
         try:
             dataset.dataset_dir(d.data_dir, d.dataset, name)
@@ -55,16 +62,22 @@ def prepare_dataset(config) -> Path:
         multihost_utils.sync_global_devices("dataset ready")
     path = dataset.dataset_dir(d.data_dir, d.dataset, name)
     ModalitySpec.from_config(config).check_matches(
-        ModalitySpec.from_dict(dataset.load_metadata(path)["modality_spec"]), str(path))
+        ModalitySpec.from_dict(dataset.load_metadata(path)["modality_spec"]), str(path)
+    )
     return path
 
 
 def make_pipeline(config, split, seed_offset: int = 0):
     return pair_pipeline(
-        split, global_batch=config.batch_size, seed=config.seed + seed_offset,
-        positives=config.loss.positives, sample_by=config.data.sample_by,
-        process_index=jax.process_index(), process_count=jax.process_count(),
-        num_workers=config.data.num_workers, prefetch=config.data.prefetch,
+        split,
+        global_batch=config.batch_size,
+        seed=config.seed + seed_offset,
+        positives=config.loss.positives,
+        sample_by=config.data.sample_by,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        num_workers=config.data.num_workers,
+        prefetch=config.data.prefetch,
     )
 
 
@@ -77,19 +90,27 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
     """Adam with L2 weight decay added to the gradient, the paper's schedule or warmup-cosine."""
     o, s = config.optimizer, config.schedule
     if s.name == "step_halving":
-        schedule = optax.exponential_decay(o.learning_rate, s.halve_every_steps, 0.5,
-                                           staircase=True)
+        schedule = optax.exponential_decay(
+            o.learning_rate, s.halve_every_steps, 0.5, staircase=True
+        )
     elif s.name == "warmup_cosine":
         schedule = optax.warmup_cosine_decay_schedule(
-            0.0, o.learning_rate, s.warmup_steps, max(config.num_steps, s.warmup_steps + 1),
-            end_value=o.learning_rate * s.final_fraction)
+            0.0,
+            o.learning_rate,
+            s.warmup_steps,
+            max(config.num_steps, s.warmup_steps + 1),
+            end_value=o.learning_rate * s.final_fraction,
+        )
     else:
         raise ValueError(f"unknown schedule.name {s.name!r}: step_halving or warmup_cosine")
     if o.name != "adam":
         raise ValueError(f"unknown optimizer.name {o.name!r}; known: 'adam'")
     parts = [optax.clip_by_global_norm(o.grad_clip_norm)] if o.grad_clip_norm > 0 else []
-    parts += [optax.add_decayed_weights(o.weight_decay), optax.scale_by_adam(eps=o.adam_eps),
-              optax.scale_by_learning_rate(schedule)]
+    parts += [
+        optax.add_decayed_weights(o.weight_decay),
+        optax.scale_by_adam(eps=o.adam_eps),
+        optax.scale_by_learning_rate(schedule),
+    ]
     return optax.chain(*parts), schedule
 
 
@@ -126,8 +147,8 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
         objective = losses.byol_objective
     elif config.loss.name == "infonce_koleo":
         objective = lambda u, v, ids: losses.contrastive_objective(  # noqa: E731
-            u, v, ids, temperature=config.loss.temperature,
-            koleo_weight=config.loss.koleo_weight)
+            u, v, ids, temperature=config.loss.temperature, koleo_weight=config.loss.koleo_weight
+        )
     else:
         raise ValueError(f"unknown loss.name {config.loss.name!r}: 'infonce_koleo' or 'byol'")
     momentum = config.teacher.momentum
@@ -135,10 +156,8 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
     def train_step(state, batch):
         key = jax.random.fold_in(base_key, state["step"])
         k_a, k_b, k_drop = jax.random.split(key, 3)
-        x_a = augment.cascade(k_a, batch["view_a"].astype(jnp.float32), probabilities,
-                              aug_params)
-        x_b = augment.cascade(k_b, batch["view_b"].astype(jnp.float32), probabilities,
-                              aug_params)
+        x_a = augment.cascade(k_a, batch["view_a"].astype(jnp.float32), probabilities, aug_params)
+        x_b = augment.cascade(k_b, batch["view_b"].astype(jnp.float32), probabilities, aug_params)
         ids = losses.positive_ids(batch["participant"], config.loss.positives)
 
         # The teacher follows the student before the gradient step (docs/design.md).
@@ -156,8 +175,9 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
             t_a, t_b = jnp.split(jax.lax.stop_gradient(t), 2)
 
         def loss_fn(params):
-            s, stats = model.apply(params, state["stats"], x, train=True,
-                                   rngs=nnx.Rngs(k_drop), predict=byol)
+            s, stats = model.apply(
+                params, state["stats"], x, train=True, rngs=nnx.Rngs(k_drop), predict=byol
+            )
             s_a, s_b = jnp.split(s, 2)
             if ema:
                 loss, parts = losses.symmetrize(objective, s_a, s_b, t_a, t_b, ids)
@@ -165,8 +185,7 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
                 loss, parts = losses.symmetrize(objective, s_a, s_b, s_a, s_b, ids)
             return loss, (parts, stats)
 
-        (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state["params"])
+        (loss, (parts, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new_state = {
@@ -177,8 +196,13 @@ def make_train_step(config, model: StudentGraph, tx, schedule):
             "teacher_stats": t_stats,
             "opt": opt,
         }
-        out = {"loss": loss, **parts, "learning_rate": schedule(state["step"]),
-               "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
+        out = {
+            "loss": loss,
+            **parts,
+            "learning_rate": schedule(state["step"]),
+            "grad_norm": optax.tree.norm(grads),
+            "param_norm": optax.tree.norm(params),
+        }
         return new_state, out
 
     return train_step
@@ -198,13 +222,15 @@ def validation_metrics(config, state, split, embed_fn, sharding) -> dict[str, fl
         za.append(multihost_utils.process_allgather(embed_fn(state, batch["view_a"]), tiled=True))
         zb.append(multihost_utils.process_allgather(embed_fn(state, batch["view_b"]), tiled=True))
         ids.append(multihost_utils.process_allgather(batch["participant"], tiled=True))
-    return representation.representation_metrics(np.concatenate(za), np.concatenate(zb),
-                                          np.concatenate(ids))
+    return representation.representation_metrics(
+        np.concatenate(za), np.concatenate(zb), np.concatenate(ids)
+    )
 
 
 def probe_embedder(state, embed_fn, sharding):
     """x [global batch, time, ch] (the same on every process) -> its embeddings, for the
     quick probe (ahms_fm/evaluation/quick.py)."""
+
     def embed_batch(x):
         local = jax.make_array_from_process_local_data(sharding, x[process_share(len(x))])
         return multihost_utils.process_allgather(embed_fn(state, local), tiled=True)
@@ -249,12 +275,15 @@ def _check_resume(saved: dict, now: dict, workdir, step: int) -> None:
         raise ResumeMismatch(
             f"{workdir}: resuming from step {step} with a config that differs from the "
             f"checkpoint's in {len(refused)} key(s) a resumed run may not change:\n  "
-            + "\n  ".join(refused) + "\nUse the run's own config (its config.json) or "
+            + "\n  ".join(refused)
+            + "\nUse the run's own config (its config.json) or "
             "another --workdir. Keys that may change on resume: "
-            + ", ".join(config_utils.RESUMABLE))
+            + ", ".join(config_utils.RESUMABLE)
+        )
     if allowed:
-        logging.warning("%s: resuming from step %d with changed %s", workdir, step,
-                        "; ".join(allowed))
+        logging.warning(
+            "%s: resuming from step %d with changed %s", workdir, step, "; ".join(allowed)
+        )
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -266,20 +295,26 @@ def _check_finite(loss: float, step: int, state=None) -> None:
     loss is computed before the update that produced the state, so it can be finite
     while the state already is not)."""
     if not np.isfinite(loss):
-        raise NonFiniteLoss(f"loss is {loss} at step {step}; stopping without a checkpoint "
-                            "of this state")
+        raise NonFiniteLoss(
+            f"loss is {loss} at step {step}; stopping without a checkpoint of this state"
+        )
     if state is not None:
         bad = int(_count_nonfinite(state))
         if bad:
-            raise NonFiniteLoss(f"{bad} non-finite values in the state after step {step} "
-                                f"(its loss was {loss}); stopping without a checkpoint of "
-                                "this state")
+            raise NonFiniteLoss(
+                f"{bad} non-finite values in the state after step {step} "
+                f"(its loss was {loss}); stopping without a checkpoint of "
+                "this state"
+            )
 
 
 @jax.jit
 def _count_nonfinite(state) -> jax.Array:
-    leaves = [x for x in jax.tree.leaves(state)
-              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves = [
+        x
+        for x in jax.tree.leaves(state)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
     return sum((jnp.sum(~jnp.isfinite(x)) for x in leaves), jnp.zeros((), jnp.int32))
 
 
@@ -304,8 +339,9 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
     batch_sharding = NamedSharding(mesh, P("data"))
     replicated = NamedSharding(mesh, P())
     if config.batch_size % jax.device_count():
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by "
-                         f"{jax.device_count()} devices")
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by {jax.device_count()} devices"
+        )
 
     path = prepare_dataset(config)
     train_split = dataset.load_split(path, "train")
@@ -320,39 +356,59 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
     # life of the process: ~380 MB of host memory on CPU, never used again.
     jax.clear_caches()
     state_sharding = jax.tree.map(lambda _: replicated, state)
-    train_step = jax.jit(make_train_step(config, model, tx, schedule),
-                         in_shardings=(state_sharding, batch_sharding),
-                         out_shardings=(state_sharding, replicated), donate_argnums=0)
-    embed_fn = jax.jit(lambda s, x: model.embed(s["params"], s["stats"], x.astype(jnp.float32)),
-                       in_shardings=(state_sharding, batch_sharding),
-                       out_shardings=batch_sharding)
+    train_step = jax.jit(
+        make_train_step(config, model, tx, schedule),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+    embed_fn = jax.jit(
+        lambda s, x: model.embed(s["params"], s["stats"], x.astype(jnp.float32)),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=batch_sharding,
+    )
 
     spec = ModalitySpec.from_config(config)
-    info = {"config": json.loads(config.to_json_best_effort()), "modality_spec": spec.to_dict(),
-            "dataset": str(path)}
+    info = {
+        "config": json.loads(config.to_json_best_effort()),
+        "modality_spec": spec.to_dict(),
+        "dataset": str(path),
+    }
     # Kept: the last few, step 0 forever, every keep_every_steps-th, the best (checkpoint.py).
-    ckpt = checkpoint.Checkpoints(workdir / "checkpoints", keep=config.keep_checkpoints,
-                                  keep_every=config.keep_every_steps,
-                                  best_metric=config.best_metric)
+    ckpt = checkpoint.Checkpoints(
+        workdir / "checkpoints",
+        keep=config.keep_checkpoints,
+        keep_every=config.keep_every_steps,
+        best_metric=config.best_metric,
+    )
     fresh = ckpt.latest_step() is None
     if not fresh:
         # The latest checkpoint that reads back intact (older ones if it is corrupt), its
         # config compared with this one before any state is read.
         saved, state, data_state, _ = ckpt.restore_latest_good(
             checkpoint.abstract(state),
-            lambda saved_info, at: _check_resume(saved_info["config"], info["config"],
-                                                 workdir, at))
+            lambda saved_info, at: _check_resume(saved_info["config"], info["config"], workdir, at),
+        )
         if saved >= config.num_steps:
             ckpt.close()
-            print(f"{workdir}: finished at step {saved} (num_steps {config.num_steps}); "
-                  "nothing to do (raise num_steps to train further)", flush=True)
+            print(
+                f"{workdir}: finished at step {saved} (num_steps {config.num_steps}); "
+                "nothing to do (raise num_steps to train further)",
+                flush=True,
+            )
             return {}
         data_iter.set_state(data_state)
         if jax.process_index() == 0:
             print(f"{workdir}: resuming from step {saved}", flush=True)
-    monitor = Monitor(workdir, config, spec, total_steps=config.num_steps,
-                      devices=jax.device_count(), active=jax.process_index() == 0,
-                      fresh=fresh)
+    monitor = Monitor(
+        workdir,
+        config,
+        spec,
+        total_steps=config.num_steps,
+        devices=jax.device_count(),
+        active=jax.process_index() == 0,
+        fresh=fresh,
+    )
     preemption = _Preemption()
     step = int(state["step"])
     last = {}
@@ -362,12 +418,15 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
     one_at_a_time = jax.default_backend() == "cpu"
     try:
         if fresh:  # the initialization: validation metrics and checkpoint step 0, kept
-            evaluated = validation_metrics(config, state, val_split, embed_fn,
-                                               batch_sharding)
+            evaluated = validation_metrics(config, state, val_split, embed_fn, batch_sharding)
             monitor.log(0, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
             with monitor.checkpointing():
-                ckpt.save(0, state, data_iter.get_state(),  # not a "best" candidate
-                          {**info, "checksums": checkpoint.checksums(state)})
+                ckpt.save(
+                    0,
+                    state,
+                    data_iter.get_state(),  # not a "best" candidate
+                    {**info, "checksums": checkpoint.checksums(state)},
+                )
         while step < config.num_steps:
             with monitor.waiting_for_data():
                 batch = to_global(next(data_iter), batch_sharding)
@@ -388,26 +447,38 @@ def _train(config, workdir, held: WorkdirLock) -> dict:
                 monitor.count_step()
             evaluated = None
             if step % config.eval_every_steps == 0 or step == config.num_steps:
-                evaluated = validation_metrics(config, state, val_split, embed_fn,
-                                                   batch_sharding)
+                evaluated = validation_metrics(config, state, val_split, embed_fn, batch_sharding)
                 monitor.log(step, {f"val/{k}": v for k, v in evaluated.items()}, console=True)
-            if config.probe.every_steps and (step % config.probe.every_steps == 0
-                                             or step == config.num_steps):
+            if config.probe.every_steps and (
+                step % config.probe.every_steps == 0 or step == config.num_steps
+            ):
                 from ahms_fm.evaluation import quick  # imports this module
 
-                probed = quick.quick_probe(config, val_split,
-                                           probe_embedder(state, embed_fn, batch_sharding),
-                                           batch_size=config.batch_size)
+                probed = quick.quick_probe(
+                    config,
+                    val_split,
+                    probe_embedder(state, embed_fn, batch_sharding),
+                    batch_size=config.batch_size,
+                )
                 monitor.log(step, probed, console=True)
             stop = preemption.any_process()
             kept = config.keep_every_steps and step % config.keep_every_steps == 0
-            if (step % config.checkpoint_every_steps == 0 or kept or step == config.num_steps
-                    or stop):
+            if (
+                step % config.checkpoint_every_steps == 0
+                or kept
+                or step == config.num_steps
+                or stop
+            ):
                 _check_finite(float(out["loss"]), step, state)  # never checkpoint such a state
                 with monitor.checkpointing():
-                    ckpt.save(step, state, data_iter.get_state(),
-                              {**info, "checksums": checkpoint.checksums(state)},
-                              metrics=evaluated, force=stop)
+                    ckpt.save(
+                        step,
+                        state,
+                        data_iter.get_state(),
+                        {**info, "checksums": checkpoint.checksums(state)},
+                        metrics=evaluated,
+                        force=stop,
+                    )
                     if stop:
                         ckpt.wait()
             if stop:

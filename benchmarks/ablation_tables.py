@@ -22,11 +22,16 @@ PAPER_TABLE2 = {  # metric: (participant, segment)
     "report/sex/roc_auc": (0.993, 0.870),
 }
 PAPER_TABLE3 = {"recipe": 104.1, "no_koleo": 101.3, "simclr": 98.9, "byol": 51.2}
-NAMES = {"report/age>50/roc_auc": "age > 50 (ROC AUC)", "report/age/mae": "age (MAE, years)",
-         "report/bmi>30/roc_auc": "BMI > 30 (ROC AUC)", "report/bmi/mae": "BMI (MAE)",
-         "report/sex/roc_auc": "sex (ROC AUC)", "report/age/r2": "age (R²)",
-         "report/hypertension/roc_auc": "hypertension (ROC AUC)",
-         "report/diabetes/roc_auc": "diabetes (ROC AUC)"}
+NAMES = {
+    "report/age>50/roc_auc": "age > 50 (ROC AUC)",
+    "report/age/mae": "age (MAE, years)",
+    "report/bmi>30/roc_auc": "BMI > 30 (ROC AUC)",
+    "report/bmi/mae": "BMI (MAE)",
+    "report/sex/roc_auc": "sex (ROC AUC)",
+    "report/age/r2": "age (R²)",
+    "report/hypertension/roc_auc": "hypertension (ROC AUC)",
+    "report/diabetes/roc_auc": "diabetes (ROC AUC)",
+}
 LOWER_IS_BETTER = ("mae", "loss")
 
 
@@ -54,10 +59,14 @@ def main(path: str) -> None:
     at = {(r["group"], r["metric"]): r for r in rows}
     global N_MAX
     n = N_MAX = max(int(r["n"]) for r in rows)
-    print(f"**Table 2 analogue** (mean over {n} seeds [95% t-interval]; the difference is "
-          "segment-level minus the recipe, paired by seed):\n")
-    print("| target | recipe (participant-level) | segment-level | difference | paper: "
-          "participant | paper: segment |")
+    print(
+        f"**Table 2 analogue** (mean over {n} seeds [95% t-interval]; the difference is "
+        "segment-level minus the recipe, paired by seed):\n"
+    )
+    print(
+        "| target | recipe (participant-level) | segment-level | difference | paper: "
+        "participant | paper: segment |"
+    )
     print("|---|---|---|---|---|---|")
     for metric in [*PAPER_TABLE2, "report/age/r2", "report/hypertension/roc_auc"]:
         a, b = at.get(("recipe", metric)), at.get(("segment_level", metric))
@@ -65,10 +74,14 @@ def main(path: str) -> None:
             continue
         paper = PAPER_TABLE2.get(metric)
         cells = [f"{p:g}" for p in paper] if paper else ["–", "–"]
-        print(f"| {NAMES[metric]} | {_cell(a)} | {_cell(b)} | {_cell(b, diff=True)} | "
-              f"{cells[0]} | {cells[1]} |")
-    print(f"\n**Table 3 analogue**: effective rank of the validation embeddings (uncentered, "
-          f"as the paper's most likely; centered beside), mean over {n} seeds:\n")
+        print(
+            f"| {NAMES[metric]} | {_cell(a)} | {_cell(b)} | {_cell(b, diff=True)} | "
+            f"{cells[0]} | {cells[1]} |"
+        )
+    print(
+        f"\n**Table 3 analogue**: effective rank of the validation embeddings (uncentered, "
+        f"as the paper's most likely; centered beside), mean over {n} seeds:\n"
+    )
     print("| variant | effective rank | − recipe | centered | paper (PPG, 256-d) |")
     print("|---|---|---|---|---|")
     for group in ("recipe", "segment_level", "no_koleo", "simclr", "byol"):
@@ -78,12 +91,21 @@ def main(path: str) -> None:
             continue
         diff = "–" if group == "recipe" else _cell(r, diff=True, digits=1)
         paper = PAPER_TABLE3.get(group)
-        print(f"| {group} | {_cell(r, digits=1)} | {diff} | "
-              f"{_cell(c, digits=1) if c else '–'} | {paper if paper else '–'} |")
-    print(f"\n**Every variant's probes** (mean over {n} seeds; difference from the recipe "
-          "paired by seed):\n")
-    metrics = ["report/age/r2", "report/age>50/roc_auc", "report/hypertension/roc_auc",
-               "report/sex/roc_auc", "report/bmi>30/roc_auc"]
+        print(
+            f"| {group} | {_cell(r, digits=1)} | {diff} | "
+            f"{_cell(c, digits=1) if c else '–'} | {paper if paper else '–'} |"
+        )
+    print(
+        f"\n**Every variant's probes** (mean over {n} seeds; difference from the recipe "
+        "paired by seed):\n"
+    )
+    metrics = [
+        "report/age/r2",
+        "report/age>50/roc_auc",
+        "report/hypertension/roc_auc",
+        "report/sex/roc_auc",
+        "report/bmi>30/roc_auc",
+    ]
     print("| variant | " + " | ".join(NAMES[m] for m in metrics) + " |")
     print("|---|" + "---|" * len(metrics))
     for group in ("recipe", "segment_level", "no_koleo", "simclr", "byol"):
@@ -93,9 +115,12 @@ def main(path: str) -> None:
             if not r:
                 cells.append("–")
                 continue
-            cells.append(_cell(r) if group == "recipe" else
-                         f"{_f(r['mean']):.3f} ({_cell(r, diff=True)}"
-                         + (f", n={r['n']})" if int(r["n"]) < N_MAX else ")"))
+            cells.append(
+                _cell(r)
+                if group == "recipe"
+                else f"{_f(r['mean']):.3f} ({_cell(r, diff=True)}"
+                + (f", n={r['n']})" if int(r["n"]) < N_MAX else ")")
+            )
         print(f"| {group} | " + " | ".join(cells) + " |")
 
 

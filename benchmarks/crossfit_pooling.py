@@ -32,14 +32,25 @@ def main(run: str, target: str) -> None:
         auc, strengths = {}, None
         for name, ranked in (("raw", [False]), ("standardized", [True])):
             _, pred, _, chosen, _ = probe.predictions(
-                x, y, np.array([True]), units, "crossfit", folds=5,
-                strengths=np.logspace(-1, 6, 8), seed=seed, ranked=ranked)
+                x,
+                y,
+                np.array([True]),
+                units,
+                "crossfit",
+                folds=5,
+                strengths=np.logspace(-1, 6, 8),
+                seed=seed,
+                ranked=ranked,
+            )
             auc[name], strengths = stats.roc_auc(y[ok, 0], pred[ok, 0]), chosen[:, 0]
         folds = probe.stratified_folds(units.groups, y[:, 0], 5, seed + 1)
-        per_fold = np.mean([stats.roc_auc(y[ok & (folds == f), 0], pred[ok & (folds == f), 0])
-                            for f in range(5)])
-        print(f"fold seed {seed}: raw pooled {auc['raw']:.3f}  fold-standardized "
-              f"{auc['standardized']:.3f}  mean per fold {per_fold:.3f}  strengths {strengths}")
+        per_fold = np.mean(
+            [stats.roc_auc(y[ok & (folds == f), 0], pred[ok & (folds == f), 0]) for f in range(5)]
+        )
+        print(
+            f"fold seed {seed}: raw pooled {auc['raw']:.3f}  fold-standardized "
+            f"{auc['standardized']:.3f}  mean per fold {per_fold:.3f}  strengths {strengths}"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,10 @@ def bench_generator(quick: bool):
     table = synthetic.sample_participants(0, 1000)
     n = 256
     rng = np.random.default_rng(0)
-    for name, fn in (("PPG 4 x 3840", lambda i, s: synthetic.ppg_segments(0, table, i, s)),
-                     ("ECG 1 x 3840", lambda i, s: synthetic.ecg_segments(0, table, i, s))):
+    for name, fn in (
+        ("PPG 4 x 3840", lambda i, s: synthetic.ppg_segments(0, table, i, s)),
+        ("ECG 1 x 3840", lambda i, s: synthetic.ecg_segments(0, table, i, s)),
+    ):
         best = np.inf
         for _ in range(2 if quick else 5):
             index, segment = rng.integers(1000, size=n), rng.integers(10_000, size=n)
@@ -53,15 +55,18 @@ def bench_generator(quick: bool):
 
 
 def bench_ingest(root: str, participants: int, per: int):
-    source = synthetic_source(PPG, QualitySpec(), participants=participants,
-                              segments_per_participant=per)
+    source = synthetic_source(
+        PPG, QualitySpec(), participants=participants, segments_per_participant=per
+    )
     start = time.perf_counter()
     path = dataset.build(source, PPG, root)
     seconds = time.perf_counter() - start
     kept = dataset.load_metadata(path)["summary"]["segments_kept"]
-    print(f"ingest synthetic PPG: {participants * per / seconds:8.0f} segments/s "
-          f"({kept} kept of {participants * per}, {seconds:.1f} s, generate + preprocess + "
-          "write)")
+    print(
+        f"ingest synthetic PPG: {participants * per / seconds:8.0f} segments/s "
+        f"({kept} kept of {participants * per}, {seconds:.1f} s, generate + preprocess + "
+        "write)"
+    )
     return path
 
 
@@ -103,16 +108,19 @@ def bench_memory(root: str, segments: int):
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     start = time.perf_counter()
-    source = synthetic_source(PPG, QualitySpec(), participants=segments // per,
-                              segments_per_participant=per)
+    source = synthetic_source(
+        PPG, QualitySpec(), participants=segments // per, segments_per_participant=per
+    )
     path = dataset.build(source, PPG, root)
     done.set()
     thread.join()
     kept = dataset.load_metadata(path)["summary"]["segments_kept"]
     size = sum(f.stat().st_size for f in path.iterdir()) / 1e9
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"memory: {segments:,} synthetic PPG segments ({kept:,} kept, {size:.1f} GB on disk) "
-          f"in {time.perf_counter() - start:.0f} s; peak RSS {max(peak[0], max_rss):,.0f} MB")
+    print(
+        f"memory: {segments:,} synthetic PPG segments ({kept:,} kept, {size:.1f} GB on disk) "
+        f"in {time.perf_counter() - start:.0f} s; peak RSS {max(peak[0], max_rss):,.0f} MB"
+    )
 
 
 def main():

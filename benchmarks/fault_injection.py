@@ -33,19 +33,34 @@ sys.path.insert(0, str(ROOT))
 
 def _env(cache: Path) -> dict:
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               PYTHONPATH=str(ROOT), JAX_COMPILATION_CACHE_DIR=str(cache),
-               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+        PYTHONPATH=str(ROOT),
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    )
     return env
 
 
 def _start(workdir: Path, data_dir: Path, steps: int, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ahms_fm.main", "--config", "configs/ppg.py:tiny",
-           "--workdir", str(workdir), f"--config.data.data_dir={data_dir}",
-           f"--config.num_steps={steps}", "--config.checkpoint_every_steps=2",
-           "--config.optimizer.adam_eps=1e-3", "--config.eval_every_steps=1000"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ahms_fm.main",
+        "--config",
+        "configs/ppg.py:tiny",
+        "--workdir",
+        str(workdir),
+        f"--config.data.data_dir={data_dir}",
+        f"--config.num_steps={steps}",
+        "--config.checkpoint_every_steps=2",
+        "--config.optimizer.adam_eps=1e-3",
+        "--config.eval_every_steps=1000",
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _logged_losses(workdir: Path) -> dict[int, list[float]]:
@@ -95,9 +110,21 @@ def main() -> int:
     cache, data_dir = tmp / "jax_cache", tmp / "datasets"
     env = _env(cache)
 
-    subprocess.run([sys.executable, "-m", "ahms_fm.ingest", "--config", "configs/ppg.py:tiny",
-                    f"--config.data.data_dir={data_dir}"], cwd=ROOT, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ahms_fm.ingest",
+            "--config",
+            "configs/ppg.py:tiny",
+            f"--config.data.data_dir={data_dir}",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t0 = time.time()
     reference = tmp / "reference"
     ref = _start(reference, data_dir, args.steps, env)
@@ -127,11 +154,16 @@ def main() -> int:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        saved = sorted(int(q.name) for q in (faulted / "checkpoints").iterdir()
-                       if q.name.isdigit()) if (faulted / "checkpoints").is_dir() else []
-        print(f"kill {kills:2d} ({'inside a checkpoint write' if in_write else 'random'}): "
-              f"last logged step {max(_logged_losses(faulted), default=0)}, checkpoints "
-              f"{saved}, temporary folders {sorted(_temporary(faulted)) or 'none'}")
+        saved = (
+            sorted(int(q.name) for q in (faulted / "checkpoints").iterdir() if q.name.isdigit())
+            if (faulted / "checkpoints").is_dir()
+            else []
+        )
+        print(
+            f"kill {kills:2d} ({'inside a checkpoint write' if in_write else 'random'}): "
+            f"last logged step {max(_logged_losses(faulted), default=0)}, checkpoints "
+            f"{saved}, temporary folders {sorted(_temporary(faulted)) or 'none'}"
+        )
     proc = _start(faulted, data_dir, args.steps, env)
     if proc.wait() != 0:
         print("the final resumption failed")
@@ -143,10 +175,14 @@ def main() -> int:
     problems = []
     a_state, a_data = _state(reference, args.steps)
     b_state, b_data = _state(faulted, args.steps)
-    leaves = list(zip(jax.tree_util.tree_leaves_with_path(a_state),
-                      jax.tree.leaves(b_state), strict=True))
-    differ = [jax.tree_util.keystr(path) for (path, x), y in leaves
-              if not np.array_equal(np.asarray(x), np.asarray(y))]
+    leaves = list(
+        zip(jax.tree_util.tree_leaves_with_path(a_state), jax.tree.leaves(b_state), strict=True)
+    )
+    differ = [
+        jax.tree_util.keystr(path)
+        for (path, x), y in leaves
+        if not np.array_equal(np.asarray(x), np.asarray(y))
+    ]
     if differ:
         problems.append(f"{len(differ)} of {len(leaves)} arrays differ: {differ[:3]}")
     if a_data != b_data:
@@ -158,9 +194,14 @@ def main() -> int:
     left = [q.name for q in (faulted / "checkpoints").iterdir() if not q.name.isdigit()]
     if left or (faulted / "corrupt_checkpoints").exists() or (faulted / "lock.json").exists():
         problems.append(f"left behind: {left}, corrupt_checkpoints or lock.json")
-    print(f"{kills} kills, {time.time() - t0:.0f} s in all: "
-          + ("final state bitwise equal to the uninterrupted run's, every logged loss "
-             "equal" if not problems else "DIFFERENT: " + "; ".join(problems)))
+    print(
+        f"{kills} kills, {time.time() - t0:.0f} s in all: "
+        + (
+            "final state bitwise equal to the uninterrupted run's, every logged loss equal"
+            if not problems
+            else "DIFFERENT: " + "; ".join(problems)
+        )
+    )
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
     return 1 if problems else 0

@@ -67,13 +67,38 @@ ROOT = os.path.dirname(HERE)
 
 # The candidate scale of the training study, and the paper's recipe.
 SETTINGS = {
-    "study": dict(window_seconds=20.0, sample_rate=64.0, channels=4, embed_dim=72,
-                  hidden_dim=128, out_dim=32, batch=64, expansion=7),
-    "full": dict(window_seconds=60.0, sample_rate=64.0, channels=4, embed_dim=256,
-                 hidden_dim=1024, out_dim=128, batch=32, expansion=7),
+    "study": dict(
+        window_seconds=20.0,
+        sample_rate=64.0,
+        channels=4,
+        embed_dim=72,
+        hidden_dim=128,
+        out_dim=32,
+        batch=64,
+        expansion=7,
+    ),
+    "full": dict(
+        window_seconds=60.0,
+        sample_rate=64.0,
+        channels=4,
+        embed_dim=256,
+        hidden_dim=1024,
+        out_dim=128,
+        batch=32,
+        expansion=7,
+    ),
 }
-VARIANTS = ("jax", "jax-default-malloc", "torch", "torch-keep-freed", "jax-clear-caches",
-            "jax-trim", "jax-proposed", "jax-no-augment", "jax-no-teacher")
+VARIANTS = (
+    "jax",
+    "jax-default-malloc",
+    "torch",
+    "torch-keep-freed",
+    "jax-clear-caches",
+    "jax-trim",
+    "jax-proposed",
+    "jax-no-augment",
+    "jax-no-teacher",
+)
 DEFAULT_VARIANTS = ("jax", "jax-default-malloc", "torch", "torch-keep-freed")
 MB = 1 << 20
 
@@ -100,9 +125,21 @@ def memory() -> dict[str, float]:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _libc():
@@ -155,9 +192,11 @@ def batch_arrays(s: dict, seed: int = 0):
     rng = np.random.default_rng(seed)
     t = int(s["sample_rate"] * s["window_seconds"])
     shape = (s["batch"], t, s["channels"])
-    return {"view_a": rng.standard_normal(shape).astype(np.float16),
-            "view_b": rng.standard_normal(shape).astype(np.float16),
-            "participant": np.arange(s["batch"], dtype=np.int32)}
+    return {
+        "view_a": rng.standard_normal(shape).astype(np.float16),
+        "view_b": rng.standard_normal(shape).astype(np.float16),
+        "participant": np.arange(s["batch"], dtype=np.int32),
+    }
 
 
 def run_jax(s: dict, steps: int, variant: str) -> dict:
@@ -173,8 +212,7 @@ def run_jax(s: dict, steps: int, variant: str) -> dict:
     from ahms_fm import augment, config_utils, train
 
     jax.devices()
-    r = {"keep_freed_memory": keep, "version": f"jax {jax.__version__}",
-         "imports": memory()}
+    r = {"keep_freed_memory": keep, "version": f"jax {jax.__version__}", "imports": memory()}
 
     config = config_utils.load("ppg:runlocal")
     config.input.sample_rate = s["sample_rate"]
@@ -201,9 +239,12 @@ def run_jax(s: dict, steps: int, variant: str) -> dict:
     if clear_caches:  # drop the executables of the ~100 eager ops that built the state
         jax.clear_caches()
     state_sharding = jax.tree.map(lambda _: replicated, state)
-    step_fn = jax.jit(train.make_train_step(config, model, tx, schedule),
-                      in_shardings=(state_sharding, batch_sharding),
-                      out_shardings=(state_sharding, replicated), donate_argnums=0)
+    step_fn = jax.jit(
+        train.make_train_step(config, model, tx, schedule),
+        in_shardings=(state_sharding, batch_sharding),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
     host_batch = batch_arrays(s)
     batch = train.to_global(host_batch, batch_sharding)
     r["state_mb"] = sum(x.nbytes for x in jax.tree.leaves(state)) / MB
@@ -217,8 +258,14 @@ def run_jax(s: dict, steps: int, variant: str) -> dict:
         release_freed_memory()
         r["trimmed"] = memory()
     ma = compiled.memory_analysis()
-    r["xla"] = {k: getattr(ma, f"{k}_size_in_bytes") / MB for k in
-                ("argument", "output", "alias", "temp", "generated_code")} if ma else None
+    r["xla"] = (
+        {
+            k: getattr(ma, f"{k}_size_in_bytes") / MB
+            for k in ("argument", "output", "alias", "temp", "generated_code")
+        }
+        if ma
+        else None
+    )
 
     r["peak_reset"] = reset_peak()
     old = jax.tree.leaves(state)
@@ -263,12 +310,15 @@ def run_torch(s: dict, steps: int, variant: str) -> dict:
     from torch_reference import make_ssl_train_step
 
     torch.ones(1).sum()
-    r = {"keep_freed_memory": keep,
-         "version": f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
-         "imports": memory()}
+    r = {
+        "keep_freed_memory": keep,
+        "version": f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+        "imports": memory(),
+    }
     torch.manual_seed(0)
-    student, step = make_ssl_train_step(s["channels"], s["embed_dim"], s["expansion"],
-                                        s["hidden_dim"], s["out_dim"])
+    student, step = make_ssl_train_step(
+        s["channels"], s["embed_dim"], s["expansion"], s["hidden_dim"], s["out_dim"]
+    )
     host_batch = batch_arrays(s)
     # The loader hands PyTorch float32 [B, C, T] tensors.
     view_a = torch.from_numpy(host_batch["view_a"].astype("float32").transpose(0, 2, 1).copy())
@@ -311,12 +361,20 @@ def worker(args) -> None:
 
 
 def measure(setting: dict, variant: str, steps: int) -> dict | None:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", variant,
-           "--worker-setting", json.dumps(setting), "--steps", str(steps)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        variant,
+        "--worker-setting",
+        json.dumps(setting),
+        "--steps",
+        str(steps),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
     print(f"  {variant}: failed (exit {proc.returncode}): " + " | ".join(tail))
     return None
@@ -324,10 +382,12 @@ def measure(setting: dict, variant: str, steps: int) -> dict | None:
 
 def describe(name: str, s: dict) -> str:
     t = int(s["sample_rate"] * s["window_seconds"])
-    return (f"{name}: PPG {s['channels']} x {t} ({s['window_seconds']:g} s at "
-            f"{s['sample_rate']:g} Hz), embed_dim {s['embed_dim']}, head "
-            f"{s['embed_dim']}->{s['hidden_dim']}->{s['out_dim']}, batch {s['batch']} pairs "
-            f"(student and teacher {2 * s['batch']} segments each), float32")
+    return (
+        f"{name}: PPG {s['channels']} x {t} ({s['window_seconds']:g} s at "
+        f"{s['sample_rate']:g} Hz), embed_dim {s['embed_dim']}, head "
+        f"{s['embed_dim']}->{s['hidden_dim']}->{s['out_dim']}, batch {s['batch']} pairs "
+        f"(student and teacher {2 * s['batch']} segments each), float32"
+    )
 
 
 def _mib(x) -> str:
@@ -336,40 +396,75 @@ def _mib(x) -> str:
 
 def report(results: dict[str, dict]) -> None:
     ref = results.get("torch")
-    header = ("variant", "imports", "built", "compile peak", "before step 1", "warm-up peak",
-              "step peak", "loop peak", "loop peak - imports", "vs torch", "step (loaded)")
+    header = (
+        "variant",
+        "imports",
+        "built",
+        "compile peak",
+        "before step 1",
+        "warm-up peak",
+        "step peak",
+        "loop peak",
+        "loop peak - imports",
+        "vs torch",
+        "step (loaded)",
+    )
     print("  | " + " | ".join(header) + " |")
     print("  |" + "---|" * len(header))
     for variant, r in results.items():
         own = r["loop"]["hwm"] - r["imports"]["rss"]
         ratio = f"{own / (ref['loop']['hwm'] - ref['imports']['rss']):.2f}x" if ref else "-"
         before = r.get("trimmed") or r.get("compile") or r["built"]
-        cells = (variant, _mib(r["imports"]["rss"]), _mib(r["built"]["rss"]),
-                 _mib(r["compile"]["hwm"]) if r.get("compile") else "-", _mib(before["rss"]),
-                 _mib(r["warmup"]["hwm"]), _mib(r["steps"]["hwm"]), _mib(r["loop"]["hwm"]),
-                 _mib(own), ratio, f"{r['step_s']:.2f} s")
+        cells = (
+            variant,
+            _mib(r["imports"]["rss"]),
+            _mib(r["built"]["rss"]),
+            _mib(r["compile"]["hwm"]) if r.get("compile") else "-",
+            _mib(before["rss"]),
+            _mib(r["warmup"]["hwm"]),
+            _mib(r["steps"]["hwm"]),
+            _mib(r["loop"]["hwm"]),
+            _mib(own),
+            ratio,
+            f"{r['step_s']:.2f} s",
+        )
         print("  | " + " | ".join(cells) + " |")
-    print("  (MiB resident; peaks are VmHWM, reset after building and compiling; 'before "
-          "step 1': after the compile, and after malloc_trim where the variant trims; 'step "
-          "peak': waiting for each step; 'loop peak': then as the training loop dispatches)")
+    print(
+        "  (MiB resident; peaks are VmHWM, reset after building and compiling; 'before "
+        "step 1': after the compile, and after malloc_trim where the variant trims; 'step "
+        "peak': waiting for each step; 'loop peak': then as the training loop dispatches)"
+    )
     for variant, r in results.items():
-        extra = [r["version"], f"keep_freed_memory={r['keep_freed_memory']}",
-                 f"state {r['state_mb']:.1f} MiB", f"first step {r['first_step_s']:.2f} s",
-                 f"loss {r['loss']:.3f}",
-                 "RSS per step " + ", ".join(_mib(x) for x in r["rss_per_step"])]
+        extra = [
+            r["version"],
+            f"keep_freed_memory={r['keep_freed_memory']}",
+            f"state {r['state_mb']:.1f} MiB",
+            f"first step {r['first_step_s']:.2f} s",
+            f"loss {r['loss']:.3f}",
+            "RSS per step " + ", ".join(_mib(x) for x in r["rss_per_step"]),
+        ]
         if "xla" in r:
             extra.insert(2, f"compile {r['compile_s']:.1f} s")
             extra.append(f"donated {r['donated']}")
             extra.append(f"live arrays {r['live_arrays_mb']:.1f} MiB")
             if r["xla"]:
-                extra.append("XLA memory_analysis (MiB): " + ", ".join(
-                    f"{k} {v:,.1f}" for k, v in r["xla"].items()))
+                extra.append(
+                    "XLA memory_analysis (MiB): "
+                    + ", ".join(f"{k} {v:,.1f}" for k, v in r["xla"].items())
+                )
         if "malloc_in_use" in r["imports"]:
-            stages = [k for k in ("imports", "built", "compile", "trimmed", "warmup", "steps",
-                                  "loop") if r.get(k)]
-            extra.append("malloc in use / free kept (MiB): " + ", ".join(
-                f"{k} {_mib(r[k]['malloc_in_use'])} / {_mib(r[k]['malloc_free'])}"
-                for k in stages))
+            stages = [
+                k
+                for k in ("imports", "built", "compile", "trimmed", "warmup", "steps", "loop")
+                if r.get(k)
+            ]
+            extra.append(
+                "malloc in use / free kept (MiB): "
+                + ", ".join(
+                    f"{k} {_mib(r[k]['malloc_in_use'])} / {_mib(r[k]['malloc_free'])}"
+                    for k in stages
+                )
+            )
         if not r["peak_reset"]:
             extra.append("VmHWM could not be reset: peaks include earlier phases")
         print(f"  {variant}: " + "; ".join(extra))
@@ -378,13 +473,14 @@ def report(results: dict[str, dict]) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setting", nargs="+", default=["study", "full"], choices=SETTINGS)
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                        choices=VARIANTS)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--steps", type=int, default=5, help="steps after the warm-up")
     for flag in ("window_seconds", "embed_dim", "hidden_dim", "out_dim", "batch"):
-        parser.add_argument("--" + flag.replace("_", "-"),
-                            type=float if flag == "window_seconds" else int,
-                            help=f"override {flag} in every selected setting")
+        parser.add_argument(
+            "--" + flag.replace("_", "-"),
+            type=float if flag == "window_seconds" else int,
+            help=f"override {flag} in every selected setting",
+        )
     parser.add_argument("--json", help="also write all results to this file")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-setting", help=argparse.SUPPRESS)
@@ -398,9 +494,11 @@ def main():
             cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    print(f"machine: {cpu}, {os.cpu_count()} cores; load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"machine: {cpu}, {os.cpu_count()} cores; load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     everything = {}
     for name in args.setting:
         s = dict(SETTINGS[name])

@@ -78,8 +78,15 @@ def sklearn_probe(x_train, y_train, x_test, folds, strengths, logistic: bool):
     for t in range(y_train.shape[1]):
         rows = ~np.isnan(y_train[:, t])
         x, y, f = x_train[rows], y_train[rows, t], folds[rows]
-        cv = [np.mean([score(model(s).fit(x[f != k], y[f != k]), x[f == k], y[f == k])
-                       for k in np.unique(f)]) for s in strengths]
+        cv = [
+            np.mean(
+                [
+                    score(model(s).fit(x[f != k], y[f != k]), x[f == k], y[f == k])
+                    for k in np.unique(f)
+                ]
+            )
+            for s in strengths
+        ]
         best = strengths[int(np.argmin(cv))]
         fitted = model(best).fit(x, y)
         preds.append(fitted.predict_proba(x_test)[:, 1] if logistic else fitted.predict(x_test))
@@ -97,8 +104,9 @@ def tight_logistic(x_train, y_train, x_test, strengths):
     preds = []
     for t, strength in enumerate(strengths):
         rows = ~np.isnan(y_train[:, t])
-        model = LogisticRegression(C=1.0 / strength, solver="newton-cholesky", tol=1e-10,
-                                   max_iter=100)
+        model = LogisticRegression(
+            C=1.0 / strength, solver="newton-cholesky", tol=1e-10, max_iter=100
+        )
         preds.append(model.fit(x_train[rows], y_train[rows, t]).predict_proba(x_test)[:, 1])
     return np.stack(preds, axis=1)
 
@@ -132,10 +140,17 @@ def main():
     import jax
     import sklearn
 
-    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo"],
-                         capture_output=True, text=True).stdout.split(":")[-1].strip()
-    print(f"{time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {cpu}, {os.cpu_count()} cores; "
-          f"jax {jax.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}")
+    cpu = (
+        subprocess.run(
+            ["sh", "-c", "grep -m1 'model name' /proc/cpuinfo"], capture_output=True, text=True
+        )
+        .stdout.split(":")[-1]
+        .strip()
+    )
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')} {platform.node()} {cpu}, {os.cpu_count()} cores; "
+        f"jax {jax.__version__}, scikit-learn {sklearn.__version__}, numpy {np.__version__}"
+    )
     x, reg, binary = simulate(args.participants, args.dim)
     n_train = int(0.8 * args.participants)
     ids = np.arange(args.participants)  # one embedding per participant
@@ -143,8 +158,10 @@ def main():
     stats.assert_disjoint(ids[train], ids[test])
     folds = linear.make_folds(ids[train], args.folds)
     strengths = np.logspace(-2, 5, args.strengths)
-    print(f"{n_train} training / {args.participants - n_train} test participants x {args.dim}, "
-          f"{args.folds} folds x {len(strengths)} strengths {strengths[0]:g}..{strengths[-1]:g}")
+    print(
+        f"{n_train} training / {args.participants - n_train} test participants x {args.dim}, "
+        f"{args.folds} folds x {len(strengths)} strengths {strengths[0]:g}..{strengths[-1]:g}"
+    )
 
     print(f"load before: {load()}")
 
@@ -159,21 +176,27 @@ def main():
     ridge, (t_ridge_cold, t_ridge) = timed(linear.fit_ridge, reg)
     logistic, (t_logistic_cold, t_logistic) = timed(linear.fit_logistic, binary)
     ours, ours_cold = t_ridge + t_logistic, t_ridge_cold + t_logistic_cold
-    print(f"ours: ridge {t_ridge:.2f} s ({t_ridge_cold:.2f} s first call), logistic "
-          f"{t_logistic:.2f} s ({t_logistic_cold:.2f} s first call, with compilation): "
-          f"{ours:.2f} s, {ours_cold:.2f} s first calls (load {load()})")
+    print(
+        f"ours: ridge {t_ridge:.2f} s ({t_ridge_cold:.2f} s first call), logistic "
+        f"{t_logistic:.2f} s ({t_logistic_cold:.2f} s first call, with compilation): "
+        f"{ours:.2f} s, {ours_cold:.2f} s first calls (load {load()})"
+    )
     prevalence = np.nanmean(binary[train], axis=0)
     ours_reg = test_metrics("ours, regression", reg[test], ridge.predictions)
     ours_bin = test_metrics("ours, binary", binary[test], logistic.predictions, prevalence)
     print(f"ours strengths: ridge {ridge.strength}, logistic {logistic.strength}")
-    for kind, y, pred in (("regression", reg[test, 0], ridge.predictions[:, 0]),
-                          ("binary", binary[test, 0], logistic.predictions[:, 0])):
+    for kind, y, pred in (
+        ("regression", reg[test, 0], ridge.predictions[:, 0]),
+        ("binary", binary[test, 0], logistic.predictions[:, 0]),
+    ):
         start = time.perf_counter()
         ci = stats.bootstrap(y, pred, kind, groups=ids[test], threshold=prevalence[0])
         first = next(iter(ci))
-        print(f"bootstrap, {kind}, 1000 replicates of {len(y)} rows (by participant): "
-              f"{time.perf_counter() - start:.2f} s; {first} {ci[first]['value']:.4f} "
-              f"[{ci[first]['low']:.4f}, {ci[first]['high']:.4f}]")
+        print(
+            f"bootstrap, {kind}, 1000 replicates of {len(y)} rows (by participant): "
+            f"{time.perf_counter() - start:.2f} s; {first} {ci[first]['value']:.4f} "
+            f"[{ci[first]['low']:.4f}, {ci[first]['high']:.4f}]"
+        )
     if args.skip_sklearn:
         return
 
@@ -182,25 +205,36 @@ def main():
     sk_reg, sk_reg_strength = sklearn_probe(x[train], reg[train], x[test], folds, strengths, False)
     t_sk_ridge = time.perf_counter() - start
     start = time.perf_counter()
-    sk_bin, sk_bin_strength = sklearn_probe(x[train], binary[train], x[test], folds, strengths,
-                                            True)
+    sk_bin, sk_bin_strength = sklearn_probe(
+        x[train], binary[train], x[test], folds, strengths, True
+    )
     t_sk_logistic = time.perf_counter() - start
     theirs = t_sk_ridge + t_sk_logistic
-    print(f"scikit-learn: ridge {t_sk_ridge:.2f} s, logistic {t_sk_logistic:.2f} s: "
-          f"{theirs:.2f} s (load {load()})")
+    print(
+        f"scikit-learn: ridge {t_sk_ridge:.2f} s, logistic {t_sk_logistic:.2f} s: "
+        f"{theirs:.2f} s (load {load()})"
+    )
     sk_reg_m = test_metrics("scikit-learn, regression", reg[test], sk_reg)
     sk_bin_m = test_metrics("scikit-learn, binary", binary[test], sk_bin, prevalence)
     print(f"sklearn strengths: ridge {sk_reg_strength}, logistic {sk_bin_strength}")
-    print(f"max |prediction difference|: ridge {np.abs(sk_reg - ridge.predictions).max():.2e}, "
-          f"logistic {np.abs(sk_bin - logistic.predictions).max():.2e}")
-    print(f"max |metric difference|: regression {np.abs(sk_reg_m - ours_reg).max():.2e}, "
-          f"binary {np.abs(sk_bin_m - ours_bin).max():.2e}")
-    print(f"ratio: ridge {t_sk_ridge / t_ridge:.1f}x, logistic {t_sk_logistic / t_logistic:.1f}x, "
-          f"total {theirs / ours:.1f}x ({theirs / ours_cold:.1f}x against first calls)")
+    print(
+        f"max |prediction difference|: ridge {np.abs(sk_reg - ridge.predictions).max():.2e}, "
+        f"logistic {np.abs(sk_bin - logistic.predictions).max():.2e}"
+    )
+    print(
+        f"max |metric difference|: regression {np.abs(sk_reg_m - ours_reg).max():.2e}, "
+        f"binary {np.abs(sk_bin_m - ours_bin).max():.2e}"
+    )
+    print(
+        f"ratio: ridge {t_sk_ridge / t_ridge:.1f}x, logistic {t_sk_logistic / t_logistic:.1f}x, "
+        f"total {theirs / ours:.1f}x ({theirs / ours_cold:.1f}x against first calls)"
+    )
     tight = tight_logistic(x[train], binary[train], x[test], logistic.strength)
-    print(f"logistic against a tight fit at the chosen strengths (newton-cholesky, tol 1e-10, "
-          f"untimed): ours {np.abs(tight - logistic.predictions).max():.2e}, scikit-learn lbfgs "
-          f"{np.abs(tight - sk_bin).max():.2e}")
+    print(
+        f"logistic against a tight fit at the chosen strengths (newton-cholesky, tol 1e-10, "
+        f"untimed): ours {np.abs(tight - logistic.predictions).max():.2e}, scikit-learn lbfgs "
+        f"{np.abs(tight - sk_bin).max():.2e}"
+    )
 
 
 if __name__ == "__main__":

@@ -24,15 +24,21 @@ def short(d: dict) -> dict:
 
 def main(run: str, step: int) -> None:
     with open(os.path.join(run, "metrics.jsonl")) as f:
-        logged = next(r for r in map(json.loads, f)
-                      if r["step"] == step and any(k.startswith("probe/") for k in r))
+        logged = next(
+            r
+            for r in map(json.loads, f)
+            if r["step"] == step and any(k.startswith("probe/") for k in r)
+        )
     print("logged  ", short(logged))
     for which in ("student", "teacher"):
         enc = embeddings.load_encoder(run, which=which, step=step)
         split = dataset.load_split(train.prepare_dataset(enc.config), "validation")
-        got = quick.quick_probe(enc.config, split,
-                                lambda x, enc=enc: enc.embed_windows(x, batch_size=len(x)),
-                                batch_size=enc.config.batch_size)
+        got = quick.quick_probe(
+            enc.config,
+            split,
+            lambda x, enc=enc: enc.embed_windows(x, batch_size=len(x)),
+            batch_size=enc.config.batch_size,
+        )
         print(f"{which:8s}", short(got))
 
 

@@ -36,8 +36,9 @@ from numpy_reference import augment_batch
 from ahms_fm import augment
 from ahms_fm.models import EfficientNet1D
 
-PPG = dict(cut_out=0.40, magnitude_warp=0.25, time_warp=0.15, gaussian_noise=0.25,
-           channel_permute=0.25)
+PPG = dict(
+    cut_out=0.40, magnitude_warp=0.25, time_warp=0.15, gaussian_noise=0.25, channel_permute=0.25
+)
 
 
 def best_of(fn, repeats):
@@ -118,13 +119,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--only", choices=("augment", "encoder"))
-    parser.add_argument("--default-malloc", action="store_true",
-                        help="leave glibc's malloc as it is (see ahms_fm/host_memory.py)")
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's malloc as it is (see ahms_fm/host_memory.py)",
+    )
     args = parser.parse_args()
     repeats = 2 if args.quick else 5
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}; "
-          f"malloc keeps freed memory: {KEEP_FREED_MEMORY}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}; "
+        f"malloc keeps freed memory: {KEEP_FREED_MEMORY}"
+    )
     if args.only != "encoder":
         bench_augment(repeats)
     if args.only != "augment":

@@ -56,8 +56,11 @@ def finished(workdir: Path, num_steps: int) -> bool:
     metrics = workdir / "metrics.jsonl"
     if not metrics.exists():
         return False
-    return any(json.loads(line).get("step") == num_steps and "loss" in json.loads(line)
-               for line in open(metrics) if line.strip())
+    return any(
+        json.loads(line).get("step") == num_steps and "loss" in json.loads(line)
+        for line in open(metrics)
+        if line.strip()
+    )
 
 
 def main():
@@ -72,39 +75,72 @@ def main():
     python = sys.executable
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if not finished(workdir, args.num_steps):
-        subprocess.run([python, "-m", "ahms_fm.main", "--config", args.config, "--workdir",
-                        str(workdir), f"--config.num_steps={args.num_steps}"],
-                       check=True, cwd=REPO, env=env)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "ahms_fm.main",
+                "--config",
+                args.config,
+                "--workdir",
+                str(workdir),
+                f"--config.num_steps={args.num_steps}",
+            ],
+            check=True,
+            cwd=REPO,
+            env=env,
+        )
     curves = workdir / "probe_curves" / "curves.csv"
     if not curves.exists():
-        subprocess.run([python, "-m", "ahms_fm.evaluation.probe", "--checkpoint", str(workdir),
-                        "--steps", "all", "--out", str(curves.parent)],
-                       check=True, cwd=REPO, env=env)
+        subprocess.run(
+            [
+                python,
+                "-m",
+                "ahms_fm.evaluation.probe",
+                "--checkpoint",
+                str(workdir),
+                "--steps",
+                "all",
+                "--out",
+                str(curves.parent),
+            ],
+            check=True,
+            cwd=REPO,
+            env=env,
+        )
     rows = [r for r in csv.DictReader(open(curves)) if r["target"] == args.target]
     if not rows:
         sys.exit(f"{curves}: no rows for target {args.target!r}")
     rows.sort(key=lambda r: int(r["step"]))
     by_step = train_seconds_by_step(workdir / "metrics.jsonl")
     first = rows[0]
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"run: {workdir} ({args.config}); target {args.target} ({first['metric']})")
-    print(f"baselines: best random seed {float(first['best_random']):.3f}, init "
-          f"{float(first['init'] or 'nan'):.3f}, hand-crafted "
-          f"{float(first['handcrafted'] or 'nan'):.3f}, ceiling "
-          f"{float(first['ceiling'] or 'nan'):.3f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"run: {workdir} ({args.config}); target {args.target} ({first['metric']})"
+    )
+    print(
+        f"baselines: best random seed {float(first['best_random']):.3f}, init "
+        f"{float(first['init'] or 'nan'):.3f}, hand-crafted "
+        f"{float(first['handcrafted'] or 'nan'):.3f}, ceiling "
+        f"{float(first['ceiling'] or 'nan'):.3f}"
+    )
     print("| step | training min | embedding [95% CI] |")
     for r in rows:
         s = int(r["step"])
-        print(f"| {s} | {seconds_at(s, by_step) / 60:.1f} | {float(r['embedding']):.3f} "
-              f"[{float(r['embedding_low']):.3f}, {float(r['embedding_high']):.3f}] |")
+        print(
+            f"| {s} | {seconds_at(s, by_step) / 60:.1f} | {float(r['embedding']):.3f} "
+            f"[{float(r['embedding_low']):.3f}, {float(r['embedding_high']):.3f}] |"
+        )
     for level in (float(v) for v in args.levels.split(",")):
         hit = next((r for r in rows if float(r["embedding"]) >= level), None)
         if hit is None:
             print(f"{args.target} >= {level}: not reached by step {rows[-1]['step']}")
         else:
             s = int(hit["step"])
-            print(f"{args.target} >= {level}: step {s}, {seconds_at(s, by_step) / 60:.1f} min "
-                  f"of training ({float(hit['embedding']):.3f})")
+            print(
+                f"{args.target} >= {level}: step {s}, {seconds_at(s, by_step) / 60:.1f} min "
+                f"of training ({float(hit['embedding']):.3f})"
+            )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ class MBConv(nn.Module):
         self.body = nn.Sequential(*layers)
         reduced = max(1, int(0.25 * hidden))
         self.se = nn.Sequential(
-            nn.AdaptiveAvgPool1d(1), nn.Conv1d(hidden, reduced, 1), nn.SiLU(),
-            nn.Conv1d(reduced, hidden, 1), nn.Sigmoid(),
+            nn.AdaptiveAvgPool1d(1),
+            nn.Conv1d(hidden, reduced, 1),
+            nn.SiLU(),
+            nn.Conv1d(reduced, hidden, 1),
+            nn.Sigmoid(),
         )
         self.project = nn.Sequential(nn.Conv1d(hidden, cout, 1, bias=False), _bn(cout))
         self.residual = stride == 1 and cin == cout
@@ -86,12 +89,17 @@ class TorchEfficientNet1D(nn.Module):
 class TorchStudent(nn.Module):
     """Encoder + projection head (Linear -> ReLU -> dropout -> Linear)."""
 
-    def __init__(self, in_channels, embed_dim=256, expansion=7, hidden_dim=1024, out_dim=128,
-                 dropout=0.1):
+    def __init__(
+        self, in_channels, embed_dim=256, expansion=7, hidden_dim=1024, out_dim=128, dropout=0.1
+    ):
         super().__init__()
         self.encoder = TorchEfficientNet1D(in_channels, embed_dim, expansion)
-        self.head = nn.Sequential(nn.Linear(embed_dim, hidden_dim), nn.ReLU(),
-                                  nn.Dropout(dropout), nn.Linear(hidden_dim, out_dim))
+        self.head = nn.Sequential(
+            nn.Linear(embed_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, out_dim),
+        )
 
     def forward(self, x):
         return self.head(self.encoder(x))
@@ -108,8 +116,9 @@ def info_nce(u, v, ids, temperature=0.04):
     positive = torch.diagonal(uv)
 
     def anchor(cross, within):
-        neg = torch.cat([cross.masked_fill(diagonal, -torch.inf),
-                         within.masked_fill(same, -torch.inf)], 1)
+        neg = torch.cat(
+            [cross.masked_fill(diagonal, -torch.inf), within.masked_fill(same, -torch.inf)], 1
+        )
         d = neg - positive[:, None]
         m = d.max(dim=1).values.clamp_min(0.0).detach()
         return m + torch.log1p(torch.expm1(-m) + torch.exp(d - m[:, None]).sum(1))
@@ -131,9 +140,20 @@ def contrastive_objective(u, v, ids, temperature=0.04, koleo_weight=0.1):
     return info_nce(u, v, ids, temperature) + koleo_weight * 0.5 * (koleo(u) + koleo(v))
 
 
-def make_ssl_train_step(in_channels, embed_dim, expansion, hidden_dim, out_dim, *,
-                        dropout=0.1, temperature=0.04, koleo_weight=0.1, momentum=0.99,
-                        learning_rate=1e-3, weight_decay=1e-5):
+def make_ssl_train_step(
+    in_channels,
+    embed_dim,
+    expansion,
+    hidden_dim,
+    out_dim,
+    *,
+    dropout=0.1,
+    temperature=0.04,
+    koleo_weight=0.1,
+    momentum=0.99,
+    learning_rate=1e-3,
+    weight_decay=1e-5,
+):
     """(student, step) where step(view_a, view_b, ids) -> loss; views [B, channels, time].
 
     One step: EMA teacher <- student (parameters and batch-norm running stats),
@@ -144,8 +164,7 @@ def make_ssl_train_step(in_channels, embed_dim, expansion, hidden_dim, out_dim, 
 
     import torch
 
-    student = TorchStudent(in_channels, embed_dim, expansion, hidden_dim, out_dim,
-                           dropout).train()
+    student = TorchStudent(in_channels, embed_dim, expansion, hidden_dim, out_dim, dropout).train()
     teacher = copy.deepcopy(student).train()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -161,8 +180,10 @@ def make_ssl_train_step(in_channels, embed_dim, expansion, hidden_dim, out_dim, 
             x = torch.cat([view_a, view_b])
             t_a, t_b = teacher(x).chunk(2)
         s_a, s_b = student(x).chunk(2)
-        loss = 0.5 * (contrastive_objective(s_a, t_b, ids, temperature, koleo_weight)
-                      + contrastive_objective(s_b, t_a, ids, temperature, koleo_weight))
+        loss = 0.5 * (
+            contrastive_objective(s_a, t_b, ids, temperature, koleo_weight)
+            + contrastive_objective(s_b, t_a, ids, temperature, koleo_weight)
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

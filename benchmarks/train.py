@@ -47,9 +47,17 @@ def run(modality: str, batch: int, steps: int, dtype: str, data_dir: str) -> dic
         rows = [json.loads(line) for line in open(Path(workdir) / "metrics.jsonl")]
     rows = [r for r in rows if "loss" in r][1:]  # drop the interval with compilation
     n = len(rows)
-    mean = {k: sum(r[k] for r in rows) / n for k in
-            ("steps_per_second", "segments_per_second", "segments_per_second_per_device",
-             "step_time_s", "data_wait_s", "checkpoint_s")}
+    mean = {
+        k: sum(r[k] for r in rows) / n
+        for k in (
+            "steps_per_second",
+            "segments_per_second",
+            "segments_per_second_per_device",
+            "step_time_s",
+            "data_wait_s",
+            "checkpoint_s",
+        )
+    }
     return {"modality": modality, "total_s": total, **mean}
 
 
@@ -62,19 +70,23 @@ def main():
     parser.add_argument("--modality", nargs="+", default=["ppg", "ecg"])
     args = parser.parse_args()
     logging.set_verbosity(logging.WARNING)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}"
+    )
     data_dir = tempfile.mkdtemp(prefix="ahms_bench_train_")
     for modality in args.modality:
         r = run(modality, args.batch, args.steps, args.dtype, data_dir)
         per_step = r["step_time_s"] + r["data_wait_s"] + r["checkpoint_s"]
-        print(f"{modality} batch {args.batch} {args.dtype}: {r['steps_per_second']:.3f} steps/s, "
-              f"{r['segments_per_second']:.1f} segments/s "
-              f"({r['segments_per_second_per_device']:.1f} per device); per step: "
-              f"step {r['step_time_s']:.3f} s ({r['step_time_s'] / per_step:.0%}), "
-              f"data {r['data_wait_s']:.4f} s ({r['data_wait_s'] / per_step:.1%}), "
-              f"checkpoint {r['checkpoint_s']:.4f} s ({r['checkpoint_s'] / per_step:.1%}); "
-              f"whole run incl. dataset and compile {r['total_s']:.0f} s")
+        print(
+            f"{modality} batch {args.batch} {args.dtype}: {r['steps_per_second']:.3f} steps/s, "
+            f"{r['segments_per_second']:.1f} segments/s "
+            f"({r['segments_per_second_per_device']:.1f} per device); per step: "
+            f"step {r['step_time_s']:.3f} s ({r['step_time_s'] / per_step:.0%}), "
+            f"data {r['data_wait_s']:.4f} s ({r['data_wait_s'] / per_step:.1%}), "
+            f"checkpoint {r['checkpoint_s']:.4f} s ({r['checkpoint_s'] / per_step:.1%}); "
+            f"whole run incl. dataset and compile {r['total_s']:.0f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,12 @@ def icc(values: np.ndarray) -> tuple[float, float, float, float]:
     per = values.shape[1]
     within = np.nanmean(np.nanvar(values, axis=1, ddof=1))
     between = max(np.nanvar(np.nanmean(values, axis=1), ddof=1) - within / per, 0.0)
-    return (float(np.nanmean(values)), float(np.sqrt(between)), float(np.sqrt(within)),
-            float(between / (between + within)))
+    return (
+        float(np.nanmean(values)),
+        float(np.sqrt(between)),
+        float(np.sqrt(within)),
+        float(between / (between + within)),
+    )
 
 
 def main() -> None:
@@ -37,15 +41,19 @@ def main() -> None:
     people = synthetic.sample_participants(0, a.participants)
     index = np.repeat(np.arange(a.participants), a.segments)
     segment = np.tile(np.arange(a.segments), a.participants)
-    _, info = synthetic.ppg_segments(0, people, index, segment, seconds=a.seconds,
-                                     return_info=True)
+    _, info = synthetic.ppg_segments(0, people, index, segment, seconds=a.seconds, return_info=True)
     print(f"{a.participants} participants x {a.segments} segments of {a.seconds:g} s")
     print("| quantity | mean | between-participant sd | within-participant sd | ICC(1) |")
     print("|---|---|---|---|---|")
     sinus = ~people["af"]
-    for name, unit in (("heart_rate", "bpm"), ("rmssd", "ms"), ("log pulse_amplitude", ""),
-                       ("log channel_gain", ""), ("crest_time", "ms"),
-                       ("reflection_height", "")):
+    for name, unit in (
+        ("heart_rate", "bpm"),
+        ("rmssd", "ms"),
+        ("log pulse_amplitude", ""),
+        ("log channel_gain", ""),
+        ("crest_time", "ms"),
+        ("reflection_height", ""),
+    ):
         v = np.asarray(info[name.removeprefix("log ")], float).reshape(a.participants, a.segments)
         v = np.log(v) if name.startswith("log ") else v * 1e3 if name == "crest_time" else v
         if name == "rmssd":  # AF's RMSSD is another quantity; sinus rhythm only

@@ -207,7 +207,10 @@ def test_from_config_reads_probabilities_and_params():
 
     probs, params = augment.from_config(load_config("ecg").augment)
     assert probs == {
-        "cut_out": 0.8, "magnitude_warp": 0.5, "time_warp": 0.3, "gaussian_noise": 0.5,
+        "cut_out": 0.8,
+        "magnitude_warp": 0.5,
+        "time_warp": 0.3,
+        "gaussian_noise": 0.5,
         "channel_permute": 0.0,
     }
     assert params["cut_out"] == {"min_fraction": 0.3, "max_fraction": 0.5}
@@ -221,8 +224,10 @@ def test_cascade_on_selected_rows_matches_the_whole_batch(monkeypatch, cap):
     # whole batch when more are selected: all three give the same result.
     x = _signals(b=64, t=256)
     probs = {**PAPER_PPG, "time_warp": 0.3, "gaussian_noise": 0.3}
-    f = lambda: np.asarray(jax.jit(lambda k, x: augment.cascade(k, x, probs))(  # noqa: E731
-        jax.random.key(17), x))
+
+    def f():
+        return np.asarray(jax.jit(lambda k, x: augment.cascade(k, x, probs))(jax.random.key(17), x))
+
     compact = f()
     assert augment.capacity(64, 0.3) < 64  # the default really sets rows aside
     monkeypatch.setattr(augment, "capacity", lambda b, p: b if cap == "full" else 2)

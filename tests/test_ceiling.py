@@ -38,9 +38,9 @@ def crossfit(x, y, logistic=False, k=5):
     for f in range(k):
         test = outer == f
         inner = linear.make_folds(np.flatnonzero(~test), k, seed=0)
-        pred[test] = fit(
-            x[~test], y[~test], x[test], folds=inner, strengths=STRENGTHS
-        ).predictions[:, 0]
+        pred[test] = fit(x[~test], y[~test], x[test], folds=inner, strengths=STRENGTHS).predictions[
+            :, 0
+        ]
     return pred
 
 
@@ -128,16 +128,22 @@ def test_ground_truth_predicts_the_labels_of_a_synthetic_cohort(modality):
     """What perfect per-participant features give the probe (the numbers are printed)."""
     n = 1000
     p = syn.sample_participants(0, n)
-    x, _ = ceiling.ceiling_features(table_of(syn.ground_truth(p, modality)), np.arange(n),
-                                    modality)
+    x, _ = ceiling.ceiling_features(table_of(syn.ground_truth(p, modality)), np.arange(n), modality)
     regression = {"age": p["age"], "bmi": p["bmi"]}
-    binary = {"age>50": p["age"] > 50, "bmi>30": p["bmi"] > 30, "sex": p["sex"] == 1,
-              "hypertension": p["hypertension"], "diabetes": p["diabetes"], "af": p["af"]}
+    binary = {
+        "age>50": p["age"] > 50,
+        "bmi>30": p["bmi"] > 30,
+        "sex": p["sex"] == 1,
+        "hypertension": p["hypertension"],
+        "diabetes": p["diabetes"],
+        "af": p["af"],
+    }
     got = {k: r2(y, crossfit(x, y)) for k, y in regression.items()}
     got |= {k: auc(y, crossfit(x, y.astype(float))) for k, y in binary.items()}
-    print(f"{modality} ceiling (ridge, {n} participants, 5-fold crossfit): "
-          + ", ".join(f"{k} {'R^2' if k in regression else 'AUC'} {v:.3f}"
-                      for k, v in got.items()))
+    print(
+        f"{modality} ceiling (ridge, {n} participants, 5-fold crossfit): "
+        + ", ".join(f"{k} {'R^2' if k in regression else 'AUC'} {v:.3f}" for k, v in got.items())
+    )
     assert got["age"] > 0.6 and got["age>50"] > 0.85
     assert got["hypertension"] > 0.75 and got["diabetes"] > 0.7
     assert got["af"] > 0.99  # the RR irregularity
@@ -147,12 +153,21 @@ def test_ground_truth_predicts_the_labels_of_a_synthetic_cohort(modality):
 
 def test_a_synthetic_dataset_stores_the_ground_truth_but_probes_ignore_it():
     spec = ModalitySpec("ecg", 128.0, 30.0, 1, (0.5, 40.0))
-    source = sources.synthetic_source(spec, QualitySpec(), participants=20,
-                                      segments_per_participant=1, seed=4)
+    source = sources.synthetic_source(
+        spec, QualitySpec(), participants=20, segments_per_participant=1, seed=4
+    )
     # As the dataset's ahms_fm.json stores the table: through JSON (NaN -> null).
-    rows = json.loads(json.dumps(jsonable(
-        [{"participant_index": i, **source.participants[pid]}
-         for i, pid in enumerate(sorted(source.participants))], finite=True)))
+    rows = json.loads(
+        json.dumps(
+            jsonable(
+                [
+                    {"participant_index": i, **source.participants[pid]}
+                    for i, pid in enumerate(sorted(source.participants))
+                ],
+                finite=True,
+            )
+        )
+    )
     truth = syn.ground_truth(syn.sample_participants(4, 20), "ecg")
     assert set(syn.TRUTH_FIELDS["ecg"]) <= set(rows[0])
     assert rows[7]["truth_qtc"] == truth["truth_qtc"][7]
@@ -162,5 +177,7 @@ def test_a_synthetic_dataset_stores_the_ground_truth_but_probes_ignore_it():
     found = [t.column for t in targets_lib.default_targets("renamed", rows)]
     assert found and not [c for c in found if c.startswith(syn.TRUTH_PREFIX)]
     assert "age" in found
-    assert not any(t.column.startswith(syn.TRUTH_PREFIX)
-                   for t in targets_lib.default_targets("synthetic_ecg", rows))
+    assert not any(
+        t.column.startswith(syn.TRUTH_PREFIX)
+        for t in targets_lib.default_targets("synthetic_ecg", rows)
+    )

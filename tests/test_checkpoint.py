@@ -32,8 +32,9 @@ def test_step_zero_and_every_kth_step_are_kept_besides_the_last_n(tmp_path):
     for step in range(11, 14):
         _save(again, step)
     assert _folders(tmp_path) == [0, 4, 8, 12, 13]
-    state, data, _ = again.restore(checkpoint.abstract(
-        {"step": jnp.zeros((), jnp.int32), "w": jnp.zeros(3)}), step=0)
+    state, data, _ = again.restore(
+        checkpoint.abstract({"step": jnp.zeros((), jnp.int32), "w": jnp.zeros(3)}), step=0
+    )
     np.testing.assert_array_equal(state["w"], np.zeros(3))  # step 0 is what was saved there
     assert data == {"position": 0}
     again.close()
@@ -54,15 +55,17 @@ def test_without_keep_every_only_step_zero_and_the_last_n(tmp_path):
 
 def test_best_competes_only_among_checkpoints_with_metrics(tmp_path):
     """Checkpoints saved between evaluations (no metrics) are not kept forever."""
-    ckpt = checkpoint.Checkpoints(tmp_path, keep=1, best_metric="retrieval_top1",
-                                  asynchronous=False)
+    ckpt = checkpoint.Checkpoints(
+        tmp_path, keep=1, best_metric="retrieval_top1", asynchronous=False
+    )
     scores = {2: 0.2, 4: 0.9, 6: 0.5, 8: 0.3}
     for step in range(0, 9):
         _save(ckpt, step, {"retrieval_top1": scores[step]} if step in scores else None)
     assert _folders(tmp_path) == [0, 4, 8]  # step 0, the best (4), the last
     ckpt.close()
-    low = checkpoint.Checkpoints(tmp_path / "min", keep=1, best_metric="loss", best_mode="min",
-                                 asynchronous=False)
+    low = checkpoint.Checkpoints(
+        tmp_path / "min", keep=1, best_metric="loss", best_mode="min", asynchronous=False
+    )
     for step, loss in [(1, 3.0), (2, 1.0), (3, 2.0), (4, 2.5)]:
         _save(low, step, {"loss": loss})
     assert _folders(tmp_path / "min") == [2, 4]
@@ -79,8 +82,11 @@ def test_keep_must_leave_a_checkpoint_to_resume_from(tmp_path):
 def test_checksums_match_an_independent_sum_and_see_a_single_bit(tmp_path):
     rng = np.random.default_rng(0)
     w = rng.normal(size=(7, 300)).astype(np.float32)
-    state = {"w": jnp.asarray(w), "h": jnp.asarray(w[0], jnp.bfloat16),
-             "step": jnp.asarray(5, jnp.int32)}
+    state = {
+        "w": jnp.asarray(w),
+        "h": jnp.asarray(w[0], jnp.bfloat16),
+        "step": jnp.asarray(5, jnp.int32),
+    }
     sums = checkpoint.checksums(state)
 
     def reference(words):  # position-weighted sum of the raw words, modulo 2**32
@@ -125,11 +131,16 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ho
     ckpt = checkpoint.Checkpoints(directory, keep=5, asynchronous=False)
     states = {}
     for step in (1, 2, 3):
-        states[step] = {"step": jnp.asarray(step, jnp.int32),
-                        "w": jnp.asarray(np.random.default_rng(step).normal(size=(64, 64)),
-                                         jnp.float32)}
-        ckpt.save(step, states[step], {"position": step},
-                  {"checksums": checkpoint.checksums(states[step])})
+        states[step] = {
+            "step": jnp.asarray(step, jnp.int32),
+            "w": jnp.asarray(np.random.default_rng(step).normal(size=(64, 64)), jnp.float32),
+        }
+        ckpt.save(
+            step,
+            states[step],
+            {"position": step},
+            {"checksums": checkpoint.checksums(states[step])},
+        )
     ckpt.close()
     _corrupt(directory / "3", how)
     again = checkpoint.Checkpoints(directory, keep=5, asynchronous=False)
@@ -153,6 +164,8 @@ def test_no_usable_checkpoint_is_an_error_naming_each(tmp_path):
     ckpt.close()
     _corrupt(directory / "1", "metadata")
     again = checkpoint.Checkpoints(directory, asynchronous=False)
-    with pytest.raises(checkpoint.CorruptCheckpoint,
-                       match=r"(?s)no usable checkpoint.*checkpoints/1: UnicodeDecodeError"):
+    with pytest.raises(
+        checkpoint.CorruptCheckpoint,
+        match=r"(?s)no usable checkpoint.*checkpoints/1: UnicodeDecodeError",
+    ):
         again.restore_latest_good(checkpoint.abstract(state))

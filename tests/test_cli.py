@@ -13,8 +13,14 @@ from ahms_fm import cli
 
 def _ahms(*args, cwd=ROOT):
     code = "import sys; from ahms_fm import cli; sys.exit(cli.run())"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_help_lists_every_command_with_a_line():
@@ -27,8 +33,9 @@ def test_help_lists_every_command_with_a_line():
     assert bad.returncode == 2 and "unknown command 'trian'" in bad.stderr
 
 
-@pytest.mark.parametrize("command, flag", [("train", "--workdir"), ("ingest", "--overwrite"),
-                                           ("probe", "--checkpoint")])
+@pytest.mark.parametrize(
+    "command, flag", [("train", "--workdir"), ("ingest", "--overwrite"), ("probe", "--checkpoint")]
+)
 def test_each_command_shows_its_own_flags_and_an_example(command, flag):
     """Before: `ahms-fm probe --help` printed only 'Try --helpfull'."""
     done = _ahms(command, "--help")
@@ -40,12 +47,19 @@ def test_each_command_shows_its_own_flags_and_an_example(command, flag):
 
 
 def test_a_user_error_is_one_line_and_exit_2_and_debug_shows_the_traceback(tmp_path):
-    args = ("train", "--config", "configs/ppg.py:tiny", "--workdir", str(tmp_path / "r"),
-            "--config.num_steps=-5")
+    args = (
+        "train",
+        "--config",
+        "configs/ppg.py:tiny",
+        "--workdir",
+        str(tmp_path / "r"),
+        "--config.num_steps=-5",
+    )
     done = _ahms(*args)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("ahms-fm train: error: config: num_steps must be a "
-                                   "positive integer, got -5")
+    assert done.stderr.strip() == (
+        "ahms-fm train: error: config: num_steps must be a positive integer, got -5"
+    )
     debug = _ahms(*args, "--debug")
     assert debug.returncode == 1 and "Traceback" in debug.stderr
     missing = _ahms("probe", "--checkpoint", str(tmp_path / "nowhere"))

@@ -26,10 +26,15 @@ def toy_source(n_participants=30, name="toy", fail_at=None):
             value = np.stack([np.full(n, i), np.arange(n)], axis=1).astype(np.float32)
             reason = np.array(["" if k != 2 else "flat" for k in range(n)], dtype="<U10")
             yield D.SegmentBatch(
-                participant=[pid] * n, recording=[f"{pid}/rec"] * n, segment=np.arange(n),
-                offset_s=16.0 * np.arange(n), start_time=1.6e9 + 16.0 * np.arange(n),
+                participant=[pid] * n,
+                recording=[f"{pid}/rec"] * n,
+                segment=np.arange(n),
+                offset_s=16.0 * np.arange(n),
+                start_time=1.6e9 + 16.0 * np.arange(n),
                 signal=np.broadcast_to(value[:, None, :], (n, 128, 2)),
-                heart_rate=np.full(n, 60.0), quality=np.full(n, 0.9), reason=reason,
+                heart_rate=np.full(n, 60.0),
+                quality=np.full(n, 0.9),
+                reason=reason,
                 too_short=int(n == 0),
             )
 
@@ -130,18 +135,19 @@ def test_recording_source_skips_or_stops_on_a_bad_file(tmp_path):
                     if on_error == "raise":
                         raise
                     errors.append((e.path, e.problem))
+
         return recordings
 
     ids = {p: {} for p in ["bad", *(f"ok{i}" for i in range(29))]}
-    src = recording_source("skip_ds", "", ids, reader("skip"), spec, QualitySpec(),
-                           on_error="skip")
+    src = recording_source("skip_ds", "", ids, reader("skip"), spec, QualitySpec(), on_error="skip")
     path = D.build(src, spec, tmp_path)
     meta = D.load_metadata(path)
     errors = meta["summary"]["errors"]
     assert errors == [[str(tmp_path / "bad.csv"), "row 17: 'abc' is not a number"]]
     assert meta["summary"]["participants_with_segments"] == 29  # everyone else is there
-    src = recording_source("stop_ds", "", ids, reader("raise"), spec, QualitySpec(),
-                           on_error="raise")
+    src = recording_source(
+        "stop_ds", "", ids, reader("raise"), spec, QualitySpec(), on_error="raise"
+    )
     with pytest.raises(DataError, match=r"bad\.csv: row 17"):
         D.build(src, spec, tmp_path)
     with pytest.raises(FileNotFoundError):

@@ -13,6 +13,7 @@ def _keys(c, prefix=""):
 
 def test_every_config_key_is_in_the_configs_reference():
     text = (ROOT / "docs" / "configs.md").read_text()
-    missing = [k for name in ("ppg", "ecg") for k in _keys(load_config(name))
-               if f"`{k}`" not in text]
+    missing = [
+        k for name in ("ppg", "ecg") for k in _keys(load_config(name)) if f"`{k}`" not in text
+    ]
     assert not missing, f"docs/configs.md lacks {missing}"

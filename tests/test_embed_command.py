@@ -19,8 +19,11 @@ from ahms_fm.data.recording import DataError
 from ahms_fm.evaluation import embed_command, embeddings, parquet
 
 LEADS = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
-FLAT_WFDB = {"pattern": "*.hea", "participant_regex": r"(?P<participant>[^/]+)\.hea$",
-             "participants_csv": None}
+FLAT_WFDB = {
+    "pattern": "*.hea",
+    "participant_regex": r"(?P<participant>[^/]+)\.hea$",
+    "participants_csv": None,
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,21 @@ def ecg_exam(seconds, rate, bpm=72.0, seed=0):
 
 def _cli(tmp_path, encoder, *args) -> Path:
     out = tmp_path / "out.parquet"
-    assert embed_command.run(["ahms-fm embed", "--checkpoint", encoder.source, "--out",
-                              str(out), "--batch_size", "64", *args]) == 0
+    assert (
+        embed_command.run(
+            [
+                "ahms-fm embed",
+                "--checkpoint",
+                encoder.source,
+                "--out",
+                str(out),
+                "--batch_size",
+                "64",
+                *args,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -86,9 +102,15 @@ def test_embed_a_folder_of_12_lead_mat_exams(tmp_path, encoder):
     root.mkdir()
     for i, seconds in enumerate([10.0, 9.0, 3.0, 1.0]):
         scipy.io.savemat(root / f"exam{i}.mat", {"feats": ecg_exam(seconds, 400.0, seed=i)})
-    spec = {"pattern": "*.mat", "participant_regex": r"(?P<participant>exam\d)",
-            "sample_rate": 400.0, "key": "feats", "channel_names": LEADS, "channels": ["I"],
-            "participants_csv": None}
+    spec = {
+        "pattern": "*.mat",
+        "participant_regex": r"(?P<participant>exam\d)",
+        "sample_rate": 400.0,
+        "key": "feats",
+        "channel_names": LEADS,
+        "channels": ["I"],
+        "participants_csv": None,
+    }
     (root / "spec.json").write_text(json.dumps(spec))
     out = _cli(tmp_path, encoder, "--folder", str(root), "--spec", str(root / "spec.json"))
     recs = list(scan_folder(root, ByoSpec.from_dict(spec)))
@@ -103,8 +125,11 @@ def test_embed_a_folder_of_12_lead_mat_exams(tmp_path, encoder):
 
 def test_embed_warns_about_a_wrong_rate_a_transpose_and_nothing_embedded(encoder):
     exam = ecg_exam(20.0, 500.0)[0]
-    with pytest.warns(UserWarning, match=r"declared 64 Hz: implausible.*At 500 Hz they would "
-                                         r"be 7\d bpm"):
+    with pytest.warns(
+        UserWarning,
+        match=r"declared 64 Hz: implausible.*At 500 Hz they would "
+        r"be 7\d bpm",
+    ):
         embeddings.embed(encoder, exam[:, None], sample_rate=64.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the right rate: no warning

@@ -105,7 +105,8 @@ def test_find_checkpoint(run, tmp_path):
     # What a writer killed mid-save leaves is not a checkpoint.
     shutil.copytree(ckpts, tmp_path / "checkpoints")
     (tmp_path / "checkpoints" / str(STEPS)).rename(
-        tmp_path / "checkpoints" / f"{STEPS}.orbax-checkpoint-tmp-1234567890")
+        tmp_path / "checkpoints" / f"{STEPS}.orbax-checkpoint-tmp-1234567890"
+    )
     assert emb.find_checkpoint(tmp_path) == tmp_path / "checkpoints" / "2"
     # Every complete step, in order (the temporary folder is not one).
     kept = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
@@ -135,10 +136,15 @@ def test_load_encoder_restores_only_the_asked_weights_as_numpy(run, monkeypatch)
     saved2 = _saved(run.workdir, 2)
     _assert_same_tree(student.params, saved2["params"])
     _assert_same_tree(student.stats, saved2["stats"])
-    assert not np.array_equal(teacher.params["encoder"]["stem"]["kernel"],
-                              saved2["params"]["encoder"]["stem"]["kernel"])
+    assert not np.array_equal(
+        teacher.params["encoder"]["stem"]["kernel"], saved2["params"]["encoder"]["stem"]["kernel"]
+    )
     assert (teacher.which, teacher.step, student.which, student.step) == (
-        "teacher", STEPS, "student", 2)
+        "teacher",
+        STEPS,
+        "student",
+        2,
+    )
     assert teacher.source == str(run.workdir / "checkpoints" / str(STEPS))
     # The config comes back from JSON whole, with tuples where the configs have them.
     assert json.loads(teacher.config.to_json()) == json.loads(run.config.to_json_best_effort())
@@ -153,8 +159,16 @@ def test_a_run_without_teacher_has_only_a_student(run, tmp_path):
     config = json.loads(run.config.to_json_best_effort())
     config["teacher"]["kind"] = "none"
     ckpt = checkpoint.Checkpoints(tmp_path / "checkpoints", asynchronous=False)
-    ckpt.save(5, state, {}, {"config": config, "dataset": "",
-                             "modality_spec": ModalitySpec.from_config(run.config).to_dict()})
+    ckpt.save(
+        5,
+        state,
+        {},
+        {
+            "config": config,
+            "dataset": "",
+            "modality_spec": ModalitySpec.from_config(run.config).to_dict(),
+        },
+    )
     ckpt.close()
     with pytest.raises(ValueError, match=r'no teacher .*which="student"'):
         emb.load_encoder(tmp_path)
@@ -164,8 +178,9 @@ def test_a_run_without_teacher_has_only_a_student(run, tmp_path):
         emb.load_encoder(tmp_path, which="ema")
 
 
-def test_embed_split_matches_a_direct_forward_in_record_order(teacher, split, records, windows,
-                                                             table):
+def test_embed_split_matches_a_direct_forward_in_record_order(
+    teacher, split, records, windows, table
+):
     # The reference: one plain jit on one device, the whole split as one batch (no mesh,
     # no padding), on the records as TFDS decodes them.
     reference = jax.jit(teacher.model.embed)(teacher.params, teacher.stats, windows)
@@ -185,7 +200,8 @@ def test_embed_split_matches_a_direct_forward_in_record_order(teacher, split, re
 
 
 def test_eight_devices_and_one_device_agree_with_a_last_partial_batch(
-        teacher, windows, monkeypatch):
+    teacher, windows, monkeypatch
+):
     assert len(windows) % 8 and jax.device_count() == 8
     eight = {b: teacher.embed_windows(windows, batch_size=b) for b in (8, 12)}  # 12 -> 16
     one_device = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
@@ -235,8 +251,11 @@ def test_a_dataset_with_another_modality_spec_is_refused(run, teacher, tmp_path)
     meta = json.loads((copy / dataset.METADATA).read_text())
     meta["modality_spec"]["sample_rate"] = 128.0
     (copy / dataset.METADATA).write_text(json.dumps(meta))
-    with pytest.raises(DataError, match=re.escape(str(copy)) + r".*sample_rate: expected 64\.0, "
-                       r"got 128\.0"):
+    with pytest.raises(
+        DataError,
+        match=re.escape(str(copy)) + r".*sample_rate: expected 64\.0, "
+        r"got 128\.0",
+    ):
         emb.embed_split(teacher, dataset.load_split(copy, "validation"), progress=False)
 
 
@@ -251,10 +270,15 @@ def _pulse(seconds: float, rate: float, channels: int = 4, seed: int = 0) -> np.
 def test_embed_a_raw_signal_as_ingestion_would(run, teacher):
     rate = 100.0  # resampled to 64 Hz
     x = _pulse(40.0, rate)  # five 8 s windows
-    x[round(18 * rate):round(26 * rate), 1] = 42.0  # a dropout: windows 2 and 3 flat
+    x[round(18 * rate) : round(26 * rate), 1] = 42.0  # a dropout: windows 2 and 3 flat
     out = emb.embed(run.workdir, x, sample_rate=rate)  # loads the teacher
-    segments = segment_array(x, rate, teacher.spec, QualitySpec.from_config(teacher.config),
-                             hop_seconds=teacher.config.preprocess.hop_seconds)
+    segments = segment_array(
+        x,
+        rate,
+        teacher.spec,
+        QualitySpec.from_config(teacher.config),
+        hop_seconds=teacher.config.preprocess.hop_seconds,
+    )
     assert list(out.reason) == list(segments.reason) == ["", "", "flat", "flat", ""]
     np.testing.assert_array_equal(out.kept, segments.kept)
     np.testing.assert_array_equal(out.offset_s, segments.offset_s)
@@ -264,8 +288,10 @@ def test_embed_a_raw_signal_as_ingestion_would(run, teacher):
     assert "teacher, step 3" in out.encoder
 
     # Several signals, as Recordings: one too short for a window.
-    recs = [Recording("p", "long", x, rate, "long.csv"),
-            Recording("p", "short", x[:500], rate, "short.csv")]
+    recs = [
+        Recording("p", "long", x, rate, "long.csv"),
+        Recording("p", "short", x[:500], rate, "short.csv"),
+    ]
     many = emb.embed(teacher, recs)
     np.testing.assert_array_equal(many.recording, np.zeros(5))
     np.testing.assert_array_equal(many.too_short, [False, True])
@@ -276,8 +302,11 @@ def test_embed_a_raw_signal_as_ingestion_would(run, teacher):
 
 def test_wrong_signals_are_refused_saying_what_the_checkpoint_expects(teacher):
     x = _pulse(20.0, 64.0, channels=2)
-    with pytest.raises(DataError, match=r"2 channel\(s\), but the checkpoint .* expects 4 ppg "
-                       r"channel\(s\) at 64 Hz, 8 s windows"):
+    with pytest.raises(
+        DataError,
+        match=r"2 channel\(s\), but the checkpoint .* expects 4 ppg "
+        r"channel\(s\) at 64 Hz, 8 s windows",
+    ):
         emb.embed(teacher, x, sample_rate=64.0)
     with pytest.raises(DataError, match=r"signals\[1\]: 1 channel\(s\)"):
         emb.embed(teacher, [_pulse(20.0, 64.0), x[:, 0]], sample_rate=64.0)

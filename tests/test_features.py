@@ -46,8 +46,11 @@ def beat_train(rr, rate, seconds, waves, start=0.5):
 
 def hrv(intervals):
     """Reference HR (from the median interval), SDNN and RMSSD (ms) of chosen intervals."""
-    return (60 / np.median(intervals), 1e3 * np.std(intervals, ddof=1),
-            1e3 * np.sqrt(np.mean(np.diff(intervals) ** 2)))
+    return (
+        60 / np.median(intervals),
+        1e3 * np.std(intervals, ddof=1),
+        1e3 * np.sqrt(np.mean(np.diff(intervals) ** 2)),
+    )
 
 
 def column(features, names, name):
@@ -62,8 +65,10 @@ PPG_PULSE = [(0.0, 0.07, 1.0), (0.22, 0.08, 0.9), (0.45, 0.12, 0.3)]
 ECG_BEAT = [(-0.03, 0.008, -0.1), (0.0, 0.01, 1.0), (0.03, 0.01, -0.3), (0.3, 0.05, 0.5)]
 
 
-@pytest.mark.parametrize("modality, rate, seconds, waves",
-                         [("ppg", PPG_RATE, 60.0, PPG_PULSE), ("ecg", ECG_RATE, 30.0, ECG_BEAT)])
+@pytest.mark.parametrize(
+    "modality, rate, seconds, waves",
+    [("ppg", PPG_RATE, 60.0, PPG_PULSE), ("ecg", ECG_RATE, 30.0, ECG_BEAT)],
+)
 def test_heart_rate_and_hrv_of_known_beats(modality, rate, seconds, waves):
     rng = np.random.default_rng(1)
     x, intervals = beat_train(rr_intervals(rng, 100), rate, seconds, waves)
@@ -154,10 +159,12 @@ def test_moments_match_scipy_stats():
     x = zscore(rng.gamma(2.0, size=(3, 3840, 2)), axis=1).astype(np.float32)
     f, names = handcrafted_features(x, PPG_RATE, "ppg")
     for c in range(2):
-        np.testing.assert_allclose(column(f, names, f"skew_ch{c}"),
-                                   stats.skew(x[..., c], axis=1), rtol=1e-3)
-        np.testing.assert_allclose(column(f, names, f"kurtosis_ch{c}"),
-                                   stats.kurtosis(x[..., c], axis=1), rtol=1e-3)
+        np.testing.assert_allclose(
+            column(f, names, f"skew_ch{c}"), stats.skew(x[..., c], axis=1), rtol=1e-3
+        )
+        np.testing.assert_allclose(
+            column(f, names, f"kurtosis_ch{c}"), stats.kurtosis(x[..., c], axis=1), rtol=1e-3
+        )
 
 
 def test_flat_noise_and_nonfinite_windows():
@@ -171,8 +178,15 @@ def test_flat_noise_and_nonfinite_windows():
         f, names = handcrafted_features(x, PPG_RATE, "ppg")
     np.testing.assert_array_equal(x, before)  # the input is left alone
     flat, noisy, nonfinite = f
-    for name in ("hr_bpm", "sdnn_ms", "rmssd_ms", "pnn50", "skew_ch0", "dominant_hz_ch0",
-                 "spectral_entropy_ch1"):
+    for name in (
+        "hr_bpm",
+        "sdnn_ms",
+        "rmssd_ms",
+        "pnn50",
+        "skew_ch0",
+        "dominant_hz_ch0",
+        "spectral_entropy_ch1",
+    ):
         assert np.isnan(flat[names.index(name)]), name
     assert flat[names.index("beat_count")] == 0 and flat[names.index("beat_coverage")] == 0
     assert flat[names.index("p95_ch0")] == 0 and flat[names.index("zero_cross_hz_ch0")] == 0
@@ -231,8 +245,7 @@ def test_real_wrist_ppg_heart_rate_matches_the_device(shared_data):
     from ahms_fm.data.readers import read_e4_extras, read_e4_session
 
     rec, extras = read_e4_session(folder), read_e4_extras(folder)
-    seg = segment_recording(rec, ModalitySpec("ppg", PPG_RATE, 60.0, 1, (0.5, 8.0)),
-                            QualitySpec())
+    seg = segment_recording(rec, ModalitySpec("ppg", PPG_RATE, 60.0, 1, (0.5, 8.0)), QualitySpec())
     f, names = handcrafted_features(seg.signal[seg.kept], PPG_RATE, "ppg")
     ibi_time = extras["ibi"][:, 0] + extras["ibi_start"] - rec.start_time
     device = np.full(len(f), np.nan)

@@ -83,13 +83,21 @@ def test_numpy_channels_by_index_and_name(tmp_path):
 def test_csv_and_wfdb_channels_by_index(tmp_path):
     import wfdb
 
-    (tmp_path / "c.csv").write_text("time,red,green\n" + "\n".join(
-        f"{i / 10},{i},{-i}" for i in range(20)))
+    (tmp_path / "c.csv").write_text(
+        "time,red,green\n" + "\n".join(f"{i / 10},{i},{-i}" for i in range(20))
+    )
     rec = read_file(tmp_path / "c.csv", channels=[1])
     assert rec.channels == ("green",) and rec.signal[3, 0] == -3
     x = twelve_leads(seconds=2.0, rate=500.0).T
-    wfdb.wrsamp("r", fs=500, units=["mV"] * 12, sig_name=LEADS, p_signal=x, fmt=["16"] * 12,
-                write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "r",
+        fs=500,
+        units=["mV"] * 12,
+        sig_name=LEADS,
+        p_signal=x,
+        fmt=["16"] * 12,
+        write_dir=str(tmp_path),
+    )
     rec = read_file(tmp_path / "r.hea", channels=[0, "V1"])
     assert rec.channels == ("I", "V1")
     np.testing.assert_allclose(rec.signal, x[:, [0, 6]], atol=2e-3)
@@ -104,13 +112,16 @@ def test_a_folder_of_12_lead_mat_exams(tmp_path):
     root.mkdir()
     for i in range(4):
         scipy.io.savemat(root / f"exam{i}.mat", {"feats": twelve_leads(seconds=8.0 + i)})
-    (root / "meta.csv").write_text(",exam,age,sex\n" + "\n".join(
-        f"{i},exam{i},{40 + i},{'M' if i % 2 else 'F'}" for i in range(4)))
+    (root / "meta.csv").write_text(
+        ",exam,age,sex\n"
+        + "\n".join(f"{i},exam{i},{40 + i},{'M' if i % 2 else 'F'}" for i in range(4))
+    )
     spec = ByoSpec.from_json(EXAMPLES / "mat_12lead.json")  # the docs' example
     with pytest.raises(DataError, match="unnamed index; write the table with"):
         list(scan_folder(root, spec))
-    (root / "meta.csv").write_text("exam,age,sex\n" + "\n".join(
-        f"exam{i},{40 + i},{'M' if i % 2 else 'F'}" for i in range(4)))
+    (root / "meta.csv").write_text(
+        "exam,age,sex\n" + "\n".join(f"exam{i},{40 + i},{'M' if i % 2 else 'F'}" for i in range(4))
+    )
     recs = list(scan_folder(root, spec))
     assert [r.participant for r in recs] == [f"exam{i}" for i in range(4)]
     assert all(r.signal.shape == ((8 + i) * 400, 1) for i, r in enumerate(recs))
@@ -146,8 +157,9 @@ def test_a_400_hz_mat_exam_becomes_128_hz_windows(tmp_path):
     from ahms_fm.data.preprocess import ModalitySpec, segment_array
 
     scipy.io.savemat(tmp_path / "e.mat", {"feats": twelve_leads(seconds=30.0)})
-    rec = read_file(tmp_path / "e.mat", sample_rate=400.0, key="feats",
-                    channel_names=LEADS, channels=["I"])
+    rec = read_file(
+        tmp_path / "e.mat", sample_rate=400.0, key="feats", channel_names=LEADS, channels=["I"]
+    )
     spec = ModalitySpec("ecg", 128.0, 30.0, 1, (0.5, 40.0))
     s = segment_array(rec.signal, rec.sample_rate, spec, None)
     assert s.signal.shape == (1, 3840, 1)

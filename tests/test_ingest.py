@@ -45,8 +45,10 @@ def test_cinc2017(tmp_path, shared_data):
     meta = _check_splits(path)
     s = meta["summary"]
     # Whole 30 s windows per record, from the headers' first lines (rate, length).
-    seconds = [int(h.read_text().split()[3]) / int(h.read_text().split()[2])
-               for h in sorted((shared_data / "cinc2017").glob("*.hea"))]
+    seconds = [
+        int(h.read_text().split()[3]) / int(h.read_text().split()[2])
+        for h in sorted((shared_data / "cinc2017").glob("*.hea"))
+    ]
     windows = sum(int(x // 30) for x in seconds)
     assert s["participants"] == 201 == len(seconds)
     assert s["rejected"]["too_short"] == sum(x < 30 for x in seconds)
@@ -208,8 +210,7 @@ def test_a_csv_timed_at_an_odd_rate_is_ingested(tmp_path):
     lines = ["time,ppg"] + [f"{a:.6f},{np.sin(2 * np.pi * 1.1 * a):.5f}" for a in t]
     (tmp_path / "cohort" / "sub01" / "day1.csv").write_text("\n".join(lines))
     path = ingest(_byo_config(tmp_path, spec), progress=False)
-    records = [r for s in ("train", "validation", "test")
-               for r in D.load_split(path, s).records]
+    records = [r for s in ("train", "validation", "test") for r in D.load_split(path, s).records]
     meta = D.load_metadata(path)
     index = next(i for i, p in enumerate(meta["participants"]) if p["participant"] == "sub01")
     odd = [r for r in records if r["participant_index"] == index]

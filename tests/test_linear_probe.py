@@ -33,10 +33,19 @@ def _scaled(x_train, x_test):
 
 def _brute_force_cv(xs, y, folds, strengths, model, score):
     """Mean over folds of the held-out score, one scikit-learn fit per (strength, fold)."""
-    return np.array([
-        np.mean([score(y[folds == f], model(s).fit(xs[folds != f], y[folds != f]), xs[folds == f])
-                 for f in np.unique(folds)])
-        for s in strengths])
+    return np.array(
+        [
+            np.mean(
+                [
+                    score(
+                        y[folds == f], model(s).fit(xs[folds != f], y[folds != f]), xs[folds == f]
+                    )
+                    for f in np.unique(folds)
+                ]
+            )
+            for s in strengths
+        ]
+    )
 
 
 def _mse(y, fitted, x):
@@ -143,8 +152,9 @@ def test_many_targets_with_missing_labels_equal_separate_fits():
             np.testing.assert_allclose(fit.cv_score[t], cv, rtol=1e-6)
             assert fit.strength[t] == STRENGTHS[int(np.argmin(cv))]
             ref = model(fit.strength[t]).fit(xs[rows], y[rows, t])
-            pred = ref.predict_proba(xts)[:, 1] if probe is linear.fit_logistic else ref.predict(
-                xts)
+            pred = (
+                ref.predict_proba(xts)[:, 1] if probe is linear.fit_logistic else ref.predict(xts)
+            )
             np.testing.assert_allclose(fit.predictions[:, t], pred, atol=atol)
 
 
@@ -162,12 +172,24 @@ def test_refuses_bad_input_and_skips_one_class_folds():
     y = np.where((folds == 0) & (binary[:N, 0] == 1), 1.0, 0.0)
     fit = linear.fit_logistic(x_train, y, x_test, folds=folds, strengths=STRENGTHS)
     xs, _ = _scaled(x_train, x_test)
-    cv = np.array([
-        np.mean([_logloss(y[folds == f], _logistic(s).fit(xs[folds != f], y[folds != f]),
-                          xs[folds == f]) for f in range(1, K)])
-        for s in STRENGTHS])
+    cv = np.array(
+        [
+            np.mean(
+                [
+                    _logloss(
+                        y[folds == f],
+                        _logistic(s).fit(xs[folds != f], y[folds != f]),
+                        xs[folds == f],
+                    )
+                    for f in range(1, K)
+                ]
+            )
+            for s in STRENGTHS
+        ]
+    )
     np.testing.assert_allclose(fit.cv_score[0], cv, rtol=1e-6)
     # Labels in fold 0 only: no fold has both training rows and held-out labels.
     with pytest.raises(ValueError, match="no cross-validation fold"):
-        linear.fit_ridge(x_train, np.where(folds == 0, 1.0, np.nan), x_test, folds=folds,
-                         strengths=[1.0])
+        linear.fit_ridge(
+            x_train, np.where(folds == 0, 1.0, np.nan), x_test, folds=folds, strengths=[1.0]
+        )

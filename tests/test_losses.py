@@ -44,7 +44,7 @@ def reference_koleo(z):
 def _batch(seed, n=24, d=16, correlated=True):
     rng = np.random.default_rng(seed)
     u = rng.normal(size=(n, d)).astype(np.float32)
-    v = (u + 0.5 * rng.normal(size=(n, d)) if correlated else rng.normal(size=(n, d)))
+    v = u + 0.5 * rng.normal(size=(n, d)) if correlated else rng.normal(size=(n, d))
     # Repeated participants: 24 rows from 9 participants, some 4 times.
     pid = rng.integers(0, 9, size=n)
     return u, v.astype(np.float32), pid

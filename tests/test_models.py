@@ -82,18 +82,24 @@ def test_depthwise_implementations_agree_with_numpy(length, kernel_size, stride)
     w = rng.normal(size=(kernel_size, 6)).astype(np.float32)
     want = _reference_depthwise(x, w, stride)
     for fn in (depthwise_conv_shift, depthwise_conv_shift_vjp, depthwise_conv_xla):
-        np.testing.assert_allclose(np.asarray(fn(jnp.asarray(x), jnp.asarray(w), stride)), want,
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(fn(jnp.asarray(x), jnp.asarray(w), stride)), want, rtol=1e-5, atol=1e-5
+        )
     # ... and so do their gradients.
-    grads = [jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, stride) ** 2), (0, 1))(x, w)
-             for f in (depthwise_conv_shift, depthwise_conv_xla)]
+    grads = [
+        jax.grad(lambda x, w, f=f: jnp.sum(f(x, w, stride) ** 2), (0, 1))(x, w)
+        for f in (depthwise_conv_shift, depthwise_conv_xla)
+    ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
     # The hand-written gradient of the shifted copies is autodiff's, to 1e-5.
     weights = rng.normal(size=(2, -(-length // stride), 6)).astype(np.float32)
-    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w, stride)) * weights),
-                              (0, 1)))(x, w)
-             for f in (depthwise_conv_shift_vjp, depthwise_conv_shift)]
+    grads = [
+        jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w, stride)) * weights), (0, 1)))(
+            x, w
+        )
+        for f in (depthwise_conv_shift_vjp, depthwise_conv_shift)
+    ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
@@ -121,10 +127,13 @@ def test_pointwise_conv_matches_einsum_forward_and_gradients(shape):
         return jnp.einsum("btc,cd->btd", x, w, precision="highest")
 
     for f in (jax.jit(pointwise_conv), pointwise_conv):
-        np.testing.assert_allclose(np.asarray(f(x, w)), np.asarray(plain(x, w)),
-                                   rtol=1e-5, atol=1e-5)
-    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w)) * weights), (0, 1)))(x, w)
-             for f in (pointwise_conv, plain)]
+        np.testing.assert_allclose(
+            np.asarray(f(x, w)), np.asarray(plain(x, w)), rtol=1e-5, atol=1e-5
+        )
+    grads = [
+        jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w)) * weights), (0, 1)))(x, w)
+        for f in (pointwise_conv, plain)
+    ]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
@@ -135,7 +144,8 @@ def test_pointwise_conv_module_is_nnx_linear():
         ours = PointwiseConv1D(6, 4, use_bias=use_bias, rngs=nnx.Rngs(3))
         theirs = nnx.Linear(6, 4, use_bias=use_bias, rngs=nnx.Rngs(3))
         assert jax.tree.structure(nnx.state(ours, nnx.Param)) == jax.tree.structure(
-            nnx.state(theirs, nnx.Param))
+            nnx.state(theirs, nnx.Param)
+        )
         np.testing.assert_array_equal(np.asarray(ours.kernel[...]), np.asarray(theirs.kernel[...]))
         np.testing.assert_allclose(np.asarray(ours(x)), np.asarray(theirs(x)), rtol=1e-5, atol=1e-6)
 
@@ -159,7 +169,8 @@ def test_batch_norm_matches_flax_forward_gradients_and_running_averages():
     np.testing.assert_allclose(np.asarray(g_ours[1]), np.asarray(g_theirs[1]), atol=1e-5)
     for name in ("scale", "bias"):
         np.testing.assert_allclose(
-            np.asarray(getattr(g_ours[0], name)[...]), np.asarray(getattr(g_theirs[0], name)[...]),
+            np.asarray(getattr(g_ours[0], name)[...]),
+            np.asarray(getattr(g_theirs[0], name)[...]),
             atol=1e-4,
         )
     ours.eval()

@@ -42,12 +42,18 @@ def _kernel_manager(tmp_path) -> KernelManager:
     """A kernel of this very interpreter (the venv's), whatever kernels the machine has:
     a kernel spec written into `tmp_path` and the only one the manager can see. The
     kernel runs JAX on one CPU device (conftest's 8 fake devices only slow it down)."""
-    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                   os.environ.get("XLA_FLAGS", "")).strip()
-    env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags, "IPYTHONDIR": str(tmp_path / "ipython"),
-           "MPLCONFIGDIR": str(tmp_path / "matplotlib")}
-    write_kernel_spec(tmp_path / "kernels" / KERNEL,
-                      overrides={"display_name": "ahms_fm test", "env": env})
+    flags = re.sub(
+        r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")
+    ).strip()
+    env = {
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": flags,
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "MPLCONFIGDIR": str(tmp_path / "matplotlib"),
+    }
+    write_kernel_spec(
+        tmp_path / "kernels" / KERNEL, overrides={"display_name": "ahms_fm test", "env": env}
+    )
     specs = KernelSpecManager(kernel_dirs=[str(tmp_path / "kernels")])
     km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=specs)
     assert km.kernel_spec.argv[0] == sys.executable
@@ -63,17 +69,26 @@ def executed(tmp_path_factory):
     params = {
         "CHECKPOINT": str(tmp / "run"),  # absent: the notebook pretrains it
         "TRAIN_CONFIG": "configs/ppg.py:tiny",
-        "TRAIN_OVERRIDES": {"data.data_dir": str(tmp / "datasets"), "data.participants": 60,
-                            "num_steps": 2, "checkpoint_every_steps": 2,
-                            "eval_every_steps": 2},
+        "TRAIN_OVERRIDES": {
+            "data.data_dir": str(tmp / "datasets"),
+            "data.participants": 60,
+            "num_steps": 2,
+            "checkpoint_every_steps": 2,
+            "eval_every_steps": 2,
+        },
         "PROBE_OVERRIDES": {"n_boot": 50},
         "TARGETS": "age,age>50,sex,bmi,hypertension",
     }
     cell = _tagged(nb, "parameters")  # papermill-style injection: later assignments win
     cell.source += "\n\n# Injected by tests/test_notebook.py\n" + "\n".join(
-        f"{k} = {v!r}" for k, v in params.items())
-    client = NotebookClient(nb, km=_kernel_manager(tmp), timeout=300,
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+        f"{k} = {v!r}" for k, v in params.items()
+    )
+    client = NotebookClient(
+        nb,
+        km=_kernel_manager(tmp),
+        timeout=300,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_RUNTIME_DIR", str(tmp / "runtime"))  # the connection file
         try:
@@ -86,12 +101,20 @@ def executed(tmp_path_factory):
 def test_notebook_runs_from_nothing_to_the_probe_table(executed):
     nb, tmp = executed
     assert (tmp / "run" / "checkpoints").is_dir()  # pretrained by the notebook
-    assert not any(out.get("output_type") == "error" for c in nb.cells if c.cell_type == "code"
-                   for out in c.outputs)
+    assert not any(
+        out.get("output_type") == "error"
+        for c in nb.cells
+        if c.cell_type == "code"
+        for out in c.outputs
+    )
     assert _images(_tagged(nb, "map")) == 1
     table = _text(_tagged(nb, "probes"))
-    for row in ("| age | embedding | crossfit |", "| age | random_init |",
-                "| hypertension | demographic |", "| sex | handcrafted |"):
+    for row in (
+        "| age | embedding | crossfit |",
+        "| age | random_init |",
+        "| hypertension | demographic |",
+        "| sex | handcrafted |",
+    ):
         assert row in table, row
     rep = json.loads((tmp / "run" / "probe" / "report.json").read_text())
     assert rep["which"] == "teacher" and rep["probe"]["n_boot"] == 50

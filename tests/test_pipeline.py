@@ -51,15 +51,20 @@ def test_single_segment_participants_are_skipped_and_counted(train):
     seen = [tuple(x[0] for x in ids(b["view_a"])) for b in p]
     assert len(seen) == p.eligible  # each eligible segment once per epoch as the anchor
     assert len(set(seen)) == len(seen) and not {s[0] for s in seen} & singles
-    by_participant = pair_pipeline(train, global_batch=1, seed=0, num_epochs=1,
-                                   sample_by="participant")
+    by_participant = pair_pipeline(
+        train, global_batch=1, seed=0, num_epochs=1, sample_by="participant"
+    )
     visits = Counter(int(b["participant"][0]) for b in by_participant)
     assert set(visits.values()) == {1} and len(visits) == int(np.sum(counts >= 2))
 
 
 def test_shuffle_by_seed_and_a_new_order_each_epoch(train):
-    order = lambda seed, n: [tuple(ids(b["view_a"])[0]) for b in take(  # noqa: E731
-        pair_pipeline(train, global_batch=1, seed=seed), n)]
+    def order(seed, n):
+        return [
+            tuple(ids(b["view_a"])[0])
+            for b in take(pair_pipeline(train, global_batch=1, seed=seed), n)
+        ]
+
     eligible = pair_pipeline(train, global_batch=1, seed=0).eligible
     a, b = order(0, 2 * eligible), order(1, eligible)
     assert a == order(0, 2 * eligible) and a[:eligible] != b
@@ -68,11 +73,12 @@ def test_shuffle_by_seed_and_a_new_order_each_epoch(train):
 
 def test_processes_read_disjoint_shards_of_the_global_batch(train):
     eligible = pair_pipeline(train, global_batch=1, seed=0).eligible
-    shards = [pair_pipeline(train, global_batch=4, seed=3, process_index=i, process_count=2,
-                            num_epochs=1) for i in range(2)]
+    shards = [
+        pair_pipeline(train, global_batch=4, seed=3, process_index=i, process_count=2, num_epochs=1)
+        for i in range(2)
+    ]
     assert all(s.per_process_batch == 2 for s in shards)
-    anchors = [{tuple(x) for b in s for x in zip(*ids(b["view_a"]), strict=True)}
-               for s in shards]
+    anchors = [{tuple(x) for b in s for x in zip(*ids(b["view_a"]), strict=True)} for s in shards]
     assert not anchors[0] & anchors[1]
     assert len(anchors[0] | anchors[1]) >= eligible - 3  # all but the dropped remainder
     with pytest.raises(ValueError, match="not divisible"):

@@ -72,10 +72,18 @@ def test_a_preprocessing_failure_is_a_data_error_naming_the_file(monkeypatch):
         raise ValueError("filter exploded")
 
     monkeypatch.setattr(preprocess, "bandpass", broken)
-    rec = Recording("p1", "r1", pulse_train(64.0, 120, 70, np.random.default_rng(0))[:, None],
-                    64.0, "cohort/p1/r1.csv")
-    with pytest.raises(DataError, match="cohort/p1/r1.csv: preprocessing failed "
-                       r"\(ValueError: filter exploded\)"):
+    rec = Recording(
+        "p1",
+        "r1",
+        pulse_train(64.0, 120, 70, np.random.default_rng(0))[:, None],
+        64.0,
+        "cohort/p1/r1.csv",
+    )
+    with pytest.raises(
+        DataError,
+        match="cohort/p1/r1.csv: preprocessing failed "
+        r"\(ValueError: filter exploded\)",
+    ):
         preprocess.segment_recording(rec, PPG, Q)
 
 
@@ -155,7 +163,7 @@ def test_heart_rate_of_real_ecg_matches_r_peak_count(shared_data):
         pytest.skip(f"{path} is absent")
     x = loadmat(path)["val"][0].astype(float) / 1000.0  # mV at 300 Hz
     s = segment_array(x, 300.0, ECG, Q)
-    y = bandpass(resample(x[:, None], 300.0, 128.0), 128.0, (5.0, 20.0), 2)[: 3840, 0]
+    y = bandpass(resample(x[:, None], 300.0, 128.0), 128.0, (5.0, 20.0), 2)[:3840, 0]
     peaks, _ = sps.find_peaks(y, height=0.5 * y.max(), distance=40)
     reference = 60.0 / np.median(np.diff(peaks) / 128.0)
     assert s.kept[0] and abs(s.heart_rate[0] - reference) < 3
@@ -169,17 +177,17 @@ def test_each_quality_reason():
     rng = np.random.default_rng(1)
     base = pulse_train(64.0, 360.0, 70, rng)
     x = base.copy()
-    x[64 * 70: 64 * 80] = 0.25  # window 1: 10 s flat (17% of the window)
+    x[64 * 70 : 64 * 80] = 0.25  # window 1: 10 s flat (17% of the window)
     x[64 * 125] = np.nan  # window 2: one NaN
-    x[64 * 180: 64 * 240] = np.clip(3 * base[64 * 180: 64 * 240], -1.2, 1.2)  # 3: saturated
-    x[64 * 240: 64 * 300] = pulse_train(64.0, 60.0, 250, rng)  # window 4: 250 bpm
+    x[64 * 180 : 64 * 240] = np.clip(3 * base[64 * 180 : 64 * 240], -1.2, 1.2)  # 3: saturated
+    x[64 * 240 : 64 * 300] = pulse_train(64.0, 60.0, 250, rng)  # window 4: 250 bpm
     assert _reasons(x) == ["", "flat", "nonfinite", "clipped", "heart_rate", ""]
 
     slow = pulse_train(64.0, 60.0, 25, rng)  # a period the search finds, but implausible
     assert _reasons(slow) == ["heart_rate"]
 
     accel = np.tile([0.0, 0.0, 1.0], (32 * 120, 1))  # 32 Hz, at rest ...
-    accel[32 * 60:, 2] += 0.5 * np.sin(2 * np.pi * 2.0 * np.arange(32 * 60) / 32)  # shaking
+    accel[32 * 60 :, 2] += 0.5 * np.sin(2 * np.pi * 2.0 * np.arange(32 * 60) / 32)  # shaking
     assert _reasons(base[: 64 * 120], accel=accel, accel_rate=32.0) == ["", "motion"]
 
 
@@ -208,8 +216,7 @@ def test_a_short_exam_is_padded_only_under_the_pad_policy():
     assert s.heart_rate[0] == pytest.approx(72.0, abs=2.0)
     # The kept part equals an unpadded 10 s window's preprocessing of the same exam.
     ten = ModalitySpec("ecg", 128.0, 10.0, 1, (0.5, 40.0))
-    np.testing.assert_allclose(real, segment_array(exam, 500.0, ten, Q).signal[0, :, 0],
-                               atol=1e-5)
+    np.testing.assert_allclose(real, segment_array(exam, 500.0, ten, Q).signal[0, :, 0], atol=1e-5)
     assert segment_array(np.zeros(64 * 59), 64.0, PPG, Q).pad_s.shape == (0,)
     with pytest.raises(ValueError, match="max_pad_fraction"):
         segment_array(exam, 500.0, ECG, Q, max_pad_fraction=1.0)
@@ -241,7 +248,7 @@ def test_vectorized_flat_runs_match_a_run_by_run_count():
     rng = np.random.default_rng(4)
     for _ in range(50):
         x = np.round(rng.normal(size=(3, 2, 300)) * rng.uniform(0.2, 3)).astype(np.float32)
-        x[:, :, 50: 50 + rng.integers(0, 80)] = 1.0
+        x[:, :, 50 : 50 + rng.integers(0, 80)] = 1.0
         min_run = int(rng.integers(2, 12))
         expected = []
         for window in x:  # runs of identical values, walked one by one
@@ -265,6 +272,9 @@ def test_overflowing_amplitudes_are_rejected_by_name_without_numpy_warnings():
     x = 1e300 * pulse_train(64.0, 130, 70, np.random.default_rng(0))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any NumPy warning fails the test
-        with pytest.raises(DataError, match=r"big.csv: amplitudes out of range: \|value\| up "
-                           r"to 1\.\d+e\+300"):
+        with pytest.raises(
+            DataError,
+            match=r"big.csv: amplitudes out of range: \|value\| up "
+            r"to 1\.\d+e\+300",
+        ):
             segment_array(x, 64.0, PPG, Q, source="big.csv")

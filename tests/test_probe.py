@@ -20,14 +20,17 @@ def _pc(**kw):
     return pc
 
 
-@pytest.mark.parametrize("text,want", [
-    ("age", ("age", "age", "participant", None, None)),
-    ("age>50", ("age>50", "age", "participant", ">", "50")),
-    ("bmi >= 30", ("bmi>=30", "bmi", "participant", ">=", "30")),
-    ("rhythm==A", ("rhythm==A", "rhythm", "participant", "==", "A")),
-    ("segment.heart_rate", ("segment.heart_rate", "heart_rate", "segment", None, None)),
-    ("stress=segment.label in a|b", ("stress", "label", "segment", "in", "a|b")),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("age", ("age", "age", "participant", None, None)),
+        ("age>50", ("age>50", "age", "participant", ">", "50")),
+        ("bmi >= 30", ("bmi>=30", "bmi", "participant", ">=", "30")),
+        ("rhythm==A", ("rhythm==A", "rhythm", "participant", "==", "A")),
+        ("segment.heart_rate", ("segment.heart_rate", "heart_rate", "segment", None, None)),
+        ("stress=segment.label in a|b", ("stress", "label", "segment", "in", "a|b")),
+    ],
+)
 def test_target_grammar(text, want):
     t = targets_lib.parse_target(text)
     assert (t.name, t.column, t.level, t.op, t.value) == want
@@ -37,22 +40,22 @@ def test_target_values_and_kinds():
     v = targets_lib.values
     p = targets_lib.parse_target
     y, kind = v(p("age"), [30.0, None, 61.5, float("nan")])
-    assert kind == "regression" and np.array_equal(y, [30.0, np.nan, 61.5, np.nan],
-                                                   equal_nan=True)
+    assert kind == "regression" and np.array_equal(y, [30.0, np.nan, 61.5, np.nan], equal_nan=True)
     assert v(p("age>50"), [30, 50, 51, None])[1] == "binary"
-    assert np.array_equal(v(p("age>50"), [30, 50, 51, None])[0], [0, 0, 1, np.nan],
-                          equal_nan=True)
+    assert np.array_equal(v(p("age>50"), [30, 50, 51, None])[0], [0, 0, 1, np.nan], equal_nan=True)
     assert np.array_equal(v(p("af"), [True, False, "True", "false"])[0], [1, 0, 1, 0])
     assert v(p("sex"), [0, 1, 1])[1] == "binary"
-    assert np.array_equal(v(p("x=label in a|b"), ["a", "c", "b", ""])[0], [1, 0, 1, np.nan],
-                          equal_nan=True)
+    assert np.array_equal(
+        v(p("x=label in a|b"), ["a", "c", "b", ""])[0], [1, 0, 1, np.nan], equal_nan=True
+    )
     with pytest.raises(ValueError, match=r"non-numeric value 'N'.*rhythm==N"):
         v(p("rhythm"), ["N", "A"])
     with pytest.raises(ValueError, match="cannot parse"):
         p("age >> 3")
     with pytest.raises(ValueError, match="no participant label 'weight'"):
-        targets_lib.participant_column([{"participant_index": 0, "age": 3}], "weight",
-                                       np.array([0]), "ds")
+        targets_lib.participant_column(
+            [{"participant_index": 0, "age": 3}], "weight", np.array([0]), "ds"
+        )
 
 
 def test_group_means_match_pandas():
@@ -71,16 +74,27 @@ def _cohort(n=300, segments=3, seed=0):
     rng = np.random.default_rng(seed)
     age = rng.uniform(20, 80, n)
     sex = rng.integers(0, 2, n)
-    participants = [{"participant_index": i, "age": float(a), "sex": int(s),
-                     "split": "test" if i % 5 == 0 else "train"}
-                    for i, (a, s) in enumerate(zip(age, sex, strict=True))]
+    participants = [
+        {
+            "participant_index": i,
+            "age": float(a),
+            "sex": int(s),
+            "split": "test" if i % 5 == 0 else "train",
+        }
+        for i, (a, s) in enumerate(zip(age, sex, strict=True))
+    ]
     pid = np.repeat(np.arange(n), segments)
     signal = np.stack([(age - 50) / 15, sex - 0.5], axis=1)[pid]
-    x = np.concatenate([signal + rng.normal(0, 0.3, signal.shape),
-                        rng.normal(size=(len(pid), 6))], axis=1)
-    table = pd.DataFrame({"participant_index": pid,
-                          "split": [participants[i]["split"] for i in pid],
-                          "heart_rate": 60 + 10 * signal[:, 0] + rng.normal(0, 1, len(pid))})
+    x = np.concatenate(
+        [signal + rng.normal(0, 0.3, signal.shape), rng.normal(size=(len(pid), 6))], axis=1
+    )
+    table = pd.DataFrame(
+        {
+            "participant_index": pid,
+            "split": [participants[i]["split"] for i in pid],
+            "heart_rate": 60 + 10 * signal[:, 0] + rng.normal(0, 1, len(pid)),
+        }
+    )
     return participants, table, x
 
 
@@ -88,8 +102,7 @@ def _cohort(n=300, segments=3, seed=0):
 def test_probes_read_known_signals_and_not_noise(protocol):
     participants, table, x = _cohort()
     rng = np.random.default_rng(1)
-    units = probe.make_units("participant", table,
-                             {"signal": x, "noise": rng.normal(size=x.shape)})
+    units = probe.make_units("participant", table, {"signal": x, "noise": rng.normal(size=x.shape)})
     targets = targets_lib.parse_targets("age,age>50,sex")
     results = probe.probe_units(units, targets, participants, _pc(protocol=protocol), "test")
     got = {(r.target, r.features): r for r in results}
@@ -104,15 +117,23 @@ def test_probes_read_known_signals_and_not_noise(protocol):
     assert got["age", "noise"].metrics["r2"]["value"] < 0.1
     n_test = 60 if protocol == "split" else 300
     assert got["age", "signal"].n_test == n_test
-    assert got["age", "signal"].metrics["mae"]["low"] < got["age", "signal"].metrics["mae"][
-        "value"] < got["age", "signal"].metrics["mae"]["high"]
+    assert (
+        got["age", "signal"].metrics["mae"]["low"]
+        < got["age", "signal"].metrics["mae"]["value"]
+        < got["age", "signal"].metrics["mae"]["high"]
+    )
 
 
 def test_segment_targets_keep_participants_together_and_leakage_is_refused():
     participants, table, x = _cohort(n=60, segments=4)
     units = probe.make_units("segment", table, {"signal": x})
-    results = probe.probe_units(units, targets_lib.parse_targets("segment.heart_rate"),
-                                participants, _pc(protocol="crossfit"), "test")
+    results = probe.probe_units(
+        units,
+        targets_lib.parse_targets("segment.heart_rate"),
+        participants,
+        _pc(protocol="crossfit"),
+        "test",
+    )
     (r,) = results
     assert r.n_test == 240 and r.metrics["pearson_r"]["value"] > 0.9
     # A participant with segments on both sides of a split is refused.
@@ -120,8 +141,16 @@ def test_segment_targets_keep_participants_together_and_leakage_is_refused():
     test = np.zeros(len(table), bool)
     test[:6] = True  # participant 1 has segments 3..7: split across train and test
     with pytest.raises(ValueError, match="1 participants in both the training and the test"):
-        probe.fit_predict(x, y, np.array([False]), units.groups, test, folds=3,
-                          strengths=np.logspace(-1, 3, 3), seed=0)
+        probe.fit_predict(
+            x,
+            y,
+            np.array([False]),
+            units.groups,
+            test,
+            folds=3,
+            strengths=np.logspace(-1, 3, 3),
+            seed=0,
+        )
 
 
 def test_random_seeds_are_distinct_and_never_the_runs_own():
@@ -144,13 +173,22 @@ def test_a_strength_at_the_end_of_the_grid_is_warned_and_marked(caplog):
     participants, table, _ = _cohort(n=200)
     rng = np.random.default_rng(2)
     age = np.array([p["age"] for p in participants])[table["participant_index"]]
-    units = probe.make_units("participant", table, {
-        "exact": np.c_[age, rng.normal(size=(len(age), 3))],
-        "noise": rng.normal(size=(len(age), 4))})
+    units = probe.make_units(
+        "participant",
+        table,
+        {
+            "exact": np.c_[age, rng.normal(size=(len(age), 3))],
+            "noise": rng.normal(size=(len(age), 4)),
+        },
+    )
     with caplog.at_level("WARNING"):
-        results = probe.probe_units(units, targets_lib.parse_targets("age"), participants,
-                                    _pc(protocol="crossfit", log10_strengths=(-1.0, 2.0),
-                                        num_strengths=4), "cohort")
+        results = probe.probe_units(
+            units,
+            targets_lib.parse_targets("age"),
+            participants,
+            _pc(protocol="crossfit", log10_strengths=(-1.0, 2.0), num_strengths=4),
+            "cohort",
+        )
     got = {r.features: r for r in results}
     assert got["exact"].grid_edge == ["lowest"] and got["noise"].grid_edge == ["highest"]
     assert np.isclose(got["exact"].strength, 0.1).all()  # every fold
@@ -175,12 +213,16 @@ def test_compare_takes_the_strongest_baseline_and_pairs_the_participants():
     participants, table, x = _cohort(n=300)
     rng = np.random.default_rng(3)
     age = np.array([p["age"] for p in participants])[table["participant_index"]]
-    features = {"embedding": x, "init": x.copy(),
-                "handcrafted": np.c_[age + rng.normal(0, 1, len(age))],
-                **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(3)}}
+    features = {
+        "embedding": x,
+        "init": x.copy(),
+        "handcrafted": np.c_[age + rng.normal(0, 1, len(age))],
+        **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(3)},
+    }
     units = probe.make_units("participant", table, features)
-    results = probe.probe_units(units, targets_lib.parse_targets("age,sex"), participants,
-                                _pc(protocol="split"), "cohort")
+    results = probe.probe_units(
+        units, targets_lib.parse_targets("age,sex"), participants, _pc(protocol="split"), "cohort"
+    )
     by = {(r.target, r.features): r for r in results}
     score = {"age": r2_score, "sex": roc_auc_score}
 
@@ -189,8 +231,12 @@ def test_compare_takes_the_strongest_baseline_and_pairs_the_participants():
         return score[target](r.y, r.pred)
 
     rows = {c["target"]: c for c in compare.compare(results, n_boot=300, level=0.95, seed=0)}
-    no_init = {c["target"]: c for c in compare.compare(
-        [r for r in results if r.features != "init"], n_boot=300, level=0.95, seed=0)}
+    no_init = {
+        c["target"]: c
+        for c in compare.compare(
+            [r for r in results if r.features != "init"], n_boot=300, level=0.95, seed=0
+        )
+    }
     for target in ("age", "sex"):
         seeds = {f"random_init/{i}": metric(target, f"random_init/{i}") for i in range(3)}
         best = max(seeds, key=seeds.get)
@@ -207,13 +253,16 @@ def test_compare_takes_the_strongest_baseline_and_pairs_the_participants():
         assert d["value"] == pytest.approx(metric(target, "embedding") - seeds[best])
         assert no_init[target]["init"] is None
         h = rows[target]["vs_handcrafted"]
-        assert h["value"] == pytest.approx(metric(target, "embedding")
-                                           - metric(target, "handcrafted"))
+        assert h["value"] == pytest.approx(
+            metric(target, "embedding") - metric(target, "handcrafted")
+        )
     assert rows["age"]["vs_handcrafted"]["verdict"] == "behind"  # 1 year of noise vs 4.5
     assert rows["sex"]["vs_handcrafted"]["verdict"] == "ahead"
-    assert rows["age"]["sentence"] == ("age (R²): the embedding is not distinguishable from "
-                                       "the best untrained encoder (init); behind "
-                                       "hand-crafted features.")
+    assert rows["age"]["sentence"] == (
+        "age (R²): the embedding is not distinguishable from "
+        "the best untrained encoder (init); behind "
+        "hand-crafted features."
+    )
     md = report.markdown(results, comparison=list(rows.values()))
     assert "| age | random_init (best of 3) |" in md and "| sex | random_init | ROC AUC |" in md
     assert "+0.000 [+0.000, +0.000] vs init" in md and f"- {rows['sex']['sentence']}" in md
@@ -224,8 +273,7 @@ def _with_truth(participants, modality="ppg", seed=0):
     from ahms_fm.data import synthetic as syn
 
     truth = syn.ground_truth(syn.sample_participants(seed, len(participants)), modality)
-    return [{**p, **{f: v[i].item() for f, v in truth.items()}}
-            for i, p in enumerate(participants)]
+    return [{**p, **{f: v[i].item() for f, v in truth.items()}} for i, p in enumerate(participants)]
 
 
 def test_ceiling_features_of_the_units_or_none_without_ground_truth(caplog):
@@ -233,8 +281,9 @@ def test_ceiling_features_of_the_units_or_none_without_ground_truth(caplog):
     groups = np.arange(40)[::-1]
     with_truth = _with_truth(participants)
     x = probe.ceiling_units(with_truth, groups, "ppg", "ds")
-    np.testing.assert_allclose(x[:, 0], [with_truth[g]["truth_resting_hr"] for g in groups],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        x[:, 0], [with_truth[g]["truth_resting_hr"] for g in groups], rtol=1e-6
+    )
     with caplog.at_level("WARNING"):
         assert probe.ceiling_units(participants, groups, "ppg", "ds") is None  # real data
         assert not caplog.records
@@ -258,13 +307,16 @@ def test_the_comparison_reads_each_feature_set_as_a_fraction_of_the_ceiling():
     sex = np.array([p["sex"] for p in participants])
     truth = np.c_[(age - 50) / 15, sex, rng.normal(size=(300, 2))][pid]
     noisier = x + np.c_[rng.normal(0, 1.0, (len(pid), 2)), np.zeros((len(pid), 6))]
-    features = {"embedding": noisier,
-                "handcrafted": x[:, [0]] + rng.normal(0, 1, (len(pid), 1)),
-                **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(2)},
-                "ceiling": truth}
+    features = {
+        "embedding": noisier,
+        "handcrafted": x[:, [0]] + rng.normal(0, 1, (len(pid), 1)),
+        **{f"random_init/{i}": rng.normal(size=x.shape) for i in range(2)},
+        "ceiling": truth,
+    }
     units = probe.make_units("participant", table, features)
-    results = probe.probe_units(units, targets_lib.parse_targets("age,sex"), participants,
-                                _pc(protocol="split"), "cohort")
+    results = probe.probe_units(
+        units, targets_lib.parse_targets("age,sex"), participants, _pc(protocol="split"), "cohort"
+    )
     by = {(r.target, r.features): r for r in results}
     rows = {c["target"]: c for c in compare.compare(results, n_boot=200, level=0.95, seed=0)}
     md = report.markdown(results, comparison=list(rows.values()))
@@ -280,8 +332,7 @@ def test_the_comparison_reads_each_feature_set_as_a_fraction_of_the_ceiling():
         assert 0.2 < shares["embedding"] < 1 and abs(shares["best_random"]) < 0.3
         assert np.isnan(shares["init"])  # no init here
         assert c["sentence"].endswith(f"; it reaches {shares['embedding']:.2f} of the ceiling.")
-        cells = " / ".join(f"{shares[k]:.2f}" for k in ("embedding", "best_random",
-                                                         "handcrafted"))
+        cells = " / ".join(f"{shares[k]:.2f}" for k in ("embedding", "best_random", "handcrafted"))
         assert f"| {report._cell(c['ceiling'])} | {cells} |" in md
     assert "| ceiling | fraction of ceiling: embedding / best random / hand-crafted |" in md
     assert "| age | ceiling | split |" in md and report.CEILING_NOTE in md
@@ -301,23 +352,33 @@ def test_external_cohort_shifts_the_test_side_and_refuses_shared_ids(tmp_path):
 
     def folder(name, ids, splits, spec=spec):
         (tmp_path / name).mkdir()
-        people = [{"participant": pid, "participant_index": i, "split": sp, "age": 20 + i}
-                  for i, (pid, sp) in enumerate(zip(ids, splits, strict=True))]
-        (tmp_path / name / "ahms_fm.json").write_text(json.dumps(
-            {"name": name, "modality_spec": spec, "participants": people}))
+        people = [
+            {"participant": pid, "participant_index": i, "split": sp, "age": 20 + i}
+            for i, (pid, sp) in enumerate(zip(ids, splits, strict=True))
+        ]
+        (tmp_path / name / "ahms_fm.json").write_text(
+            json.dumps({"name": name, "modality_spec": spec, "participants": people})
+        )
         return tmp_path / name
 
     a = folder("a", ["a0", "a1", "a2"], ["train", "validation", "test"])
     b = folder("b", ["b0", "b1"], ["train", "test"])
     c = cohort.external(cohort.part(str(a), "", {}), cohort.part(f"{b}:test", "", {}))
     assert c.parts[1].splits == ("test",) and c.offsets == (0, 3)
-    assert [(p["participant"], p["participant_index"], p["split"]) for p in c.participants] \
-        == [("a0", 0, "train"), ("a1", 1, "train"), ("a2", 2, "train"), ("b1", 4, "test")]
+    assert [(p["participant"], p["participant_index"], p["split"]) for p in c.participants] == [
+        ("a0", 0, "train"),
+        ("a1", 1, "train"),
+        ("a2", 2, "train"),
+        ("b1", 4, "test"),
+    ]
     # By name under a data folder, with several splits.
     assert cohort.part("a:train+test", str(tmp_path), {}).splits == ("train", "test")
     shared = folder("shared", ["x", "a2", "a1"], ["train", "train", "test"])
-    with pytest.raises(ValueError, match=rf"2 participant id\(s\) are in both {a} \(training\) "
-                       rf"and {shared} \(test\): a1, a2$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"2 participant id\(s\) are in both {a} \(training\) "
+        rf"and {shared} \(test\): a1, a2$",
+    ):
         cohort.external(cohort.part(str(a), "", {}), cohort.part(str(shared), "", {}))
     # Disjoint splits of one dataset are fine; overlapping ones are not.
     cohort.external(cohort.part(f"{a}:train", "", {}), cohort.part(f"{a}:test", "", {}))
@@ -369,9 +430,21 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
 
     monkeypatch.chdir(tiny_run)  # the checkpoint names its dataset relative to the cwd
     with pytest.raises(SystemExit) as done:
-        command.run(["ahms-fm probe", "--checkpoint", "run", "--targets",
-                     "age,age>50,sex,diabetes", "--n_boot", "100", "--random_seeds", "3",
-                     "--out", "report"])
+        command.run(
+            [
+                "ahms-fm probe",
+                "--checkpoint",
+                "run",
+                "--targets",
+                "age,age>50,sex,diabetes",
+                "--n_boot",
+                "100",
+                "--random_seeds",
+                "3",
+                "--out",
+                "report",
+            ]
+        )
     assert done.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "| age | embedding | crossfit |" in printed and "report" in printed
@@ -386,8 +459,14 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
     assert load_config("ppg", "tiny").seed not in rep["random_seeds"]
     # The demographic baseline only for conditions, never for age or sex themselves.
     assert ("diabetes", "demographic") in rows and ("age>50", "demographic") not in rows
-    for name in ("report.md", "predictions.csv", "pred_vs_true.png", "roc.png", "map.png",
-                 "embeddings.parquet"):
+    for name in (
+        "report.md",
+        "predictions.csv",
+        "pred_vs_true.png",
+        "roc.png",
+        "map.png",
+        "embeddings.parquet",
+    ):
         assert (tiny_run / "report" / name).stat().st_size > 0, name
     preds = pd.read_csv(tiny_run / "report" / "predictions.csv")
     truth = {p["participant_index"]: p["age"] for p in _dataset(tiny_run)[1]}
@@ -403,8 +482,10 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
     assert got["values"] == pytest.approx(auc) and got["mean"] == pytest.approx(np.mean(auc))
     assert (got["min"], got["max"]) == pytest.approx((min(auc), max(auc)))
     assert got["best"] == seeds[int(np.argmax(auc))]
-    assert "| sex | random_init (best of 3) |" in printed and "| sex | random_init | ROC AUC |" \
-        in printed
+    assert (
+        "| sex | random_init (best of 3) |" in printed
+        and "| sex | random_init | ROC AUC |" in printed
+    )
 
     # "Did pretraining help": each difference is the two probes' metric on the same test
     # participants (recomputed here from predictions.csv), one sentence per target.
@@ -423,13 +504,14 @@ def test_probe_command_writes_the_report(tiny_run, monkeypatch, capsys):
         strongest = max((best, "init"), key=untrained.get)
         assert c["best_random"]["features"] == best and c["strongest_untrained"] == strongest
         assert c["vs_untrained"]["value"] == pytest.approx(
-            metric("embedding") - untrained[strongest], abs=1e-9)
+            metric("embedding") - untrained[strongest], abs=1e-9
+        )
         assert c["vs_handcrafted"]["value"] == pytest.approx(
-            metric("embedding") - metric("handcrafted"), abs=1e-9)
+            metric("embedding") - metric("handcrafted"), abs=1e-9
+        )
         for d in (c["vs_untrained"], c["vs_handcrafted"]):
             assert d["low"] <= d["value"] <= d["high"]
-            want = ("ahead" if d["low"] > 0 else "behind" if d["high"] < 0
-                    else "not distinguishable")
+            want = "ahead" if d["low"] > 0 else "behind" if d["high"] < 0 else "not distinguishable"
             assert d["verdict"] == want
         assert f"- {c['sentence']}" in printed and c["sentence"].startswith(target)
     assert "Did pretraining help?" in printed
@@ -448,9 +530,14 @@ def test_the_ceiling_of_a_synthetic_cohort_for_participant_targets(tiny_run, mon
     from ahms_fm.evaluation import ceiling
 
     monkeypatch.chdir(tiny_run)
-    rep = probe.run_probe("run", target_texts="age,age>50,sex,segment.heart_rate",
-                          out_dir="ceiling", baselines="handcrafted,ceiling", progress=False,
-                          probe_overrides={"n_boot": 50})
+    rep = probe.run_probe(
+        "run",
+        target_texts="age,age>50,sex,segment.heart_rate",
+        out_dir="ceiling",
+        baselines="handcrafted,ceiling",
+        progress=False,
+        probe_overrides={"n_boot": 50},
+    )
     participant_targets = {"age": "r2", "age>50": "roc_auc", "sex": "roc_auc"}
     by = {(r["target"], r["features"]): r for r in rep["results"]}
     assert ("segment.heart_rate", "embedding") in by
@@ -479,7 +566,7 @@ def test_the_ceiling_of_a_synthetic_cohort_for_participant_targets(tiny_run, mon
     assert rows["segment.heart_rate"]["fraction_of_ceiling"] is None
     assert "fraction of ceiling: embedding / best random / hand-crafted" in md
     assert report.CEILING_NOTE in md and "| age | ceiling | crossfit |" in md
-    print(md[md.index("Did pretraining help?"):])
+    print(md[md.index("Did pretraining help?") :])
 
 
 def test_no_ceiling_without_ground_truth(tiny_run, tmp_path, monkeypatch):
@@ -492,15 +579,23 @@ def test_no_ceiling_without_ground_truth(tiny_run, tmp_path, monkeypatch):
     copy = tmp_path / "no_truth"
     shutil.copytree(path, copy)
     meta = json.loads((copy / "ahms_fm.json").read_text())
-    meta["participants"] = [{k: v for k, v in p.items() if not k.startswith("truth_")}
-                            for p in meta["participants"]]
+    meta["participants"] = [
+        {k: v for k, v in p.items() if not k.startswith("truth_")} for p in meta["participants"]
+    ]
     (copy / "ahms_fm.json").write_text(json.dumps(meta))
     assert any(k.startswith("truth_") for k in participants[0])  # the original has them
-    rep = probe.run_probe("run", dataset_arg=str(copy), target_texts="age,sex",
-                          out_dir=tmp_path / "report", baselines="handcrafted,ceiling",
-                          progress=False, probe_overrides={"n_boot": 50})
+    rep = probe.run_probe(
+        "run",
+        dataset_arg=str(copy),
+        target_texts="age,sex",
+        out_dir=tmp_path / "report",
+        baselines="handcrafted,ceiling",
+        progress=False,
+        probe_overrides={"n_boot": 50},
+    )
     assert {(r["target"], r["features"]) for r in rep["results"]} == {
-        (t, f) for t in ("age", "sex") for f in ("embedding", "handcrafted")}
+        (t, f) for t in ("age", "sex") for f in ("embedding", "handcrafted")
+    }
     assert all(c["ceiling"] is None for c in rep["comparison"])
     assert "ceiling" not in rep["markdown"]
 
@@ -517,27 +612,32 @@ def test_init_baseline_is_the_runs_initialization_recalibrated(tiny_run):
     step_dir = embeddings.find_checkpoint(tiny_run / "run")
     trained = embeddings.load_encoder(step_dir)
     config = trained.config
-    got = baselines.untrained_encoders(config, step_dir, "teacher", x,
-                                       seeds=[config.seed], passes=40)
+    got = baselines.untrained_encoders(
+        config, step_dir, "teacher", x, seeds=[config.seed], passes=40
+    )
     assert list(got) == ["random_init/0", "init"]
     init = got["init"]
     fresh = embeddings.random_encoder(config, seed=config.seed)
-    close = [np.allclose(a, b, atol=1e-6) for a, b in zip(
-        jax.tree.leaves(init.params), jax.tree.leaves(fresh.params), strict=True)]
+    close = [
+        np.allclose(a, b, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(init.params), jax.tree.leaves(fresh.params), strict=True)
+    ]
     assert all(close)
-    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(
-        jax.tree.leaves(init.params), jax.tree.leaves(trained.params), strict=True))
+    assert not all(
+        np.allclose(a, b, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(init.params), jax.tree.leaves(trained.params), strict=True)
+    )
     # The stem's batch norm holds its input's batch statistics (an independent conv).
     h = np.asarray(jax_conv(x, init.params["encoder"]["stem"]["kernel"]))
     stem = init.stats["encoder"]["stem_bn"]
-    np.testing.assert_allclose(stem["mean"], h.mean(axis=(0, 1)), rtol=0.03,
-                               atol=0.03 * h.std())
+    np.testing.assert_allclose(stem["mean"], h.mean(axis=(0, 1)), rtol=0.03, atol=0.03 * h.std())
     # (0.9^40 = 1.5% of the initial variance, 1, remains after 40 passes.)
     np.testing.assert_allclose(stem["var"], h.var(axis=(0, 1)), rtol=0.03, atol=0.02)
     assert not np.allclose(stem["var"], 1.0, atol=0.1)  # not the fresh statistics
     # The same treatment as a random seed: the run's seed as a "random" one ends equal.
-    for a, b in zip(jax.tree.leaves(init.stats), jax.tree.leaves(got["random_init/0"].stats),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(init.stats), jax.tree.leaves(got["random_init/0"].stats), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -549,8 +649,11 @@ def test_a_run_without_step_zero_warns_once_and_goes_on(tiny_run, tmp_path, capl
     shutil.copytree(tiny_run / "run" / "checkpoints" / "4", tmp_path / "checkpoints" / "4")
     step_dir = embeddings.find_checkpoint(tmp_path)
     config = embeddings.load_encoder(step_dir).config
-    x = np.random.default_rng(0).normal(size=(8, *embeddings.load_encoder(
-        step_dir).spec_shape)).astype(np.float32)
+    x = (
+        np.random.default_rng(0)
+        .normal(size=(8, *embeddings.load_encoder(step_dir).spec_shape))
+        .astype(np.float32)
+    )
     with caplog.at_level("WARNING"):
         got = baselines.untrained_encoders(config, step_dir, "teacher", x, seeds=[5], passes=2)
     assert list(got) == ["random_init/0"]
@@ -564,33 +667,47 @@ def test_learning_curves_probe_every_kept_checkpoint(tiny_run, monkeypatch):
     monkeypatch.chdir(tiny_run)
     loaded, baseline_calls = [], []
     load, base = embeddings.load_encoder, probe.baseline_features
-    monkeypatch.setattr(embeddings, "load_encoder",
-                        lambda p, **kw: loaded.append(Path(p).name) or load(p, **kw))
-    monkeypatch.setattr(probe, "baseline_features",
-                        lambda *a, **kw: baseline_calls.append(1) or base(*a, **kw))
-    rep = curves.run_curves("run", "all", target_texts="age,sex", out_dir="curves",
-                            baselines="random_init,init,handcrafted,ceiling", progress=False,
-                            probe_overrides={"n_boot": 50, "random_seeds": 1})
+    monkeypatch.setattr(
+        embeddings, "load_encoder", lambda p, **kw: loaded.append(Path(p).name) or load(p, **kw)
+    )
+    monkeypatch.setattr(
+        probe, "baseline_features", lambda *a, **kw: baseline_calls.append(1) or base(*a, **kw)
+    )
+    rep = curves.run_curves(
+        "run",
+        "all",
+        target_texts="age,sex",
+        out_dir="curves",
+        baselines="random_init,init,handcrafted,ceiling",
+        progress=False,
+        probe_overrides={"n_boot": 50, "random_seeds": 1},
+    )
     kept = [0, 2, 4]
     assert rep["steps"] == kept and {"0", "2", "4"} <= set(loaded)
     assert len(baseline_calls) == 1  # the baselines once, not per step
     table = pd.read_csv(tiny_run / "curves" / "curves.csv")
     assert sorted(zip(table.step, table.target, strict=True)) == [
-        (s, t) for s in kept for t in ("age", "sex")]  # one row per step and target
+        (s, t) for s in kept for t in ("age", "sex")
+    ]  # one row per step and target
     assert list(table.metric[table.target == "age"].unique()) == ["r2"]
-    assert table.embedding_low.le(table.embedding).all() and table.embedding.le(
-        table.embedding_high).all()
+    assert (
+        table.embedding_low.le(table.embedding).all()
+        and table.embedding.le(table.embedding_high).all()
+    )
     # Every step its own checkpoint (age; sex at this size is probed by a constant, the
     # strongest penalty of the grid, at every step) ...
     assert table.embedding[table.target == "age"].nunique() == len(kept)
     for target, part in table.groupby("target"):
-        for column in ("best_random", "random_min", "random_max", "init", "handcrafted",
-                       "ceiling"):
+        for column in ("best_random", "random_min", "random_max", "init", "handcrafted", "ceiling"):
             assert part[column].nunique() == 1, column  # ... the baselines the same
         np.testing.assert_allclose(part.vs_handcrafted, part.embedding - part.handcrafted)
         chance = curves.CHANCE[part.metric.iloc[0]]  # NaN where the ceiling is not above it
-        np.testing.assert_allclose(part.fraction_of_ceiling, np.where(
-            part.ceiling > chance, (part.embedding - chance) / (part.ceiling - chance), np.nan))
+        np.testing.assert_allclose(
+            part.fraction_of_ceiling,
+            np.where(
+                part.ceiling > chance, (part.embedding - chance) / (part.ceiling - chance), np.nan
+            ),
+        )
         assert target != "age" or part.fraction_of_ceiling.notna().all()
     md = (tiny_run / "curves" / "curves.md").read_text()
     assert all(f"| {s} |" in md for s in kept) and "Baselines (probed once)" in md
@@ -607,21 +724,32 @@ def test_external_validation_trains_on_one_cohort_and_tests_on_another(tiny_run,
     split_of = {p["participant"]: p["split"] for p in participants}
     # A participant on both sides is refused, naming both datasets and some ids.
     with pytest.raises(ValueError) as refused:
-        probe.run_probe("run", train_dataset=f"{path}:train+validation",
-                        test_dataset=f"{path}:validation+test", target_texts="age")
+        probe.run_probe(
+            "run",
+            train_dataset=f"{path}:train+validation",
+            test_dataset=f"{path}:validation+test",
+            target_texts="age",
+        )
     message = str(refused.value)
     shared = sorted(p for p, s in split_of.items() if s == "validation")
     assert f"{len(shared)} participant id(s)" in message and shared[0] in message
     assert f"{path}:train+validation" in message and f"{path}:validation+test" in message
 
-    rep = probe.run_probe("run", train_dataset=f"{path}:train",
-                          test_dataset=f"{path}:validation+test", target_texts="age,sex",
-                          out_dir="external", baselines="random_init,handcrafted",
-                          progress=False, probe_overrides={"n_boot": 50, "random_seeds": 1})
+    rep = probe.run_probe(
+        "run",
+        train_dataset=f"{path}:train",
+        test_dataset=f"{path}:validation+test",
+        target_texts="age,sex",
+        out_dir="external",
+        baselines="random_init,handcrafted",
+        progress=False,
+        probe_overrides={"n_boot": 50, "random_seeds": 1},
+    )
     tested = [p for p, s in split_of.items() if s != "train"]
     trained = [p for p, s in split_of.items() if s == "train"]
     assert {(r["target"], r["features"]) for r in rep["results"]} == {
-        (t, f) for t in ("age", "sex") for f in ("embedding", "random_init/0", "handcrafted")}
+        (t, f) for t in ("age", "sex") for f in ("embedding", "random_init/0", "handcrafted")
+    }
     for r in rep["results"]:
         assert r["protocol"] == "external"
         assert (r["n_train"], r["n_test"]) == (len(trained), len(tested))
@@ -651,8 +779,15 @@ def test_crossfit_on_noise_is_centred_on_chance():
         table = pd.DataFrame({"participant_index": np.arange(n), "split": "train"})
         units = probe.make_units("participant", table, {"noise": rng.normal(size=(n, 8))})
         tested, pred, _, _, _ = probe.predictions(
-            units.features["noise"], y, np.array([True, False]), units, "crossfit", folds=5,
-            strengths=np.logspace(-1, 6, 8), seed=rep)
+            units.features["noise"],
+            y,
+            np.array([True, False]),
+            units,
+            "crossfit",
+            folds=5,
+            strengths=np.logspace(-1, 6, 8),
+            seed=rep,
+        )
         assert tested.all()
         aucs.append(stats.roc_auc(y[:, 0], pred[:, 0]))
         rs.append(stats.pearson_r(y[:, 1], pred[:, 1]))
@@ -676,8 +811,16 @@ def test_crossfit_scores_are_pooled_without_the_folds_intercepts(fit):
         table = pd.DataFrame({"participant_index": np.arange(n), "split": "train"})
         units = probe.make_units("participant", table, {"noise": rng.normal(size=(n, 8))})
         _, pred, _, _, _ = probe.predictions(
-            units.features["noise"], y, np.array([fit == "logistic"]), units, "crossfit",
-            folds=5, strengths=np.array([1e6]), seed=rep, ranked=[True])
+            units.features["noise"],
+            y,
+            np.array([fit == "logistic"]),
+            units,
+            "crossfit",
+            folds=5,
+            strengths=np.array([1e6]),
+            seed=rep,
+            ranked=[True],
+        )
         aucs.append(stats.roc_auc(y[:, 0], pred[:, 0]))
     assert abs(np.mean(aucs) - 0.5) < 0.07  # standard error ~0.04 (0.41 before)
 
@@ -704,8 +847,7 @@ def test_batch_norm_calibration_matches_the_batch_statistics():
     conv = raw.params["encoder"]["stem"]["kernel"]
     h = np.asarray(jnp.asarray(jax_conv(x, conv)))
     got = cal.stats["encoder"]["stem_bn"]
-    np.testing.assert_allclose(got["mean"], h.mean(axis=(0, 1)), rtol=0.03,
-                               atol=0.03 * h.std())
+    np.testing.assert_allclose(got["mean"], h.mean(axis=(0, 1)), rtol=0.03, atol=0.03 * h.std())
     np.testing.assert_allclose(got["var"], h.var(axis=(0, 1)), rtol=0.03)
     assert cal.embed_windows(x).std(0).mean() > 10 * raw.embed_windows(x).std(0).mean()
 
@@ -715,12 +857,11 @@ def jax_conv(x, kernel):
     import jax
 
     return jax.lax.conv_general_dilated(
-        x, kernel, window_strides=(2,), padding="SAME",
-        dimension_numbers=("NWC", "WIO", "NWC"))
+        x, kernel, window_strides=(2,), padding="SAME", dimension_numbers=("NWC", "WIO", "NWC")
+    )
 
 
-def test_targets_that_cannot_be_probed_are_reported_and_none_is_an_error(tiny_run,
-                                                                        monkeypatch):
+def test_targets_that_cannot_be_probed_are_reported_and_none_is_an_error(tiny_run, monkeypatch):
     """Before: such targets were dropped with a log line; with none left the command wrote
     an empty report, after embedding everything, and exited 0."""
     monkeypatch.chdir(tiny_run)
@@ -728,17 +869,32 @@ def test_targets_that_cannot_be_probed_are_reported_and_none_is_an_error(tiny_ru
     real_embed = probe.embed
     monkeypatch.setattr(probe, "embed", lambda *a, **k: embedded.append(1) or real_embed(*a, **k))
     with pytest.raises(probe.NoTargets) as none:
-        probe.run_probe("run", target_texts="age>200,hypertension>5", out_dir="nothing",
-                        baselines="", progress=False)
-    assert none.value.reasons == {"age>200": "one class only (every label is 0)",
-                                  "hypertension>5": "one class only (every label is 0)"}
+        probe.run_probe(
+            "run",
+            target_texts="age>200,hypertension>5",
+            out_dir="nothing",
+            baselines="",
+            progress=False,
+        )
+    assert none.value.reasons == {
+        "age>200": "one class only (every label is 0)",
+        "hypertension>5": "one class only (every label is 0)",
+    }
     assert not embedded and not (tiny_run / "nothing").exists()  # checked before embedding
 
-    rep = probe.run_probe("run", target_texts="age,age>200", out_dir="some", baselines="",
-                          progress=False, probe_overrides={"n_boot": 50})
+    rep = probe.run_probe(
+        "run",
+        target_texts="age,age>200",
+        out_dir="some",
+        baselines="",
+        progress=False,
+        probe_overrides={"n_boot": 50},
+    )
     assert rep["skipped"] == {"age>200": "one class only (every label is 0)"}
-    assert "Not probed: age>200 (one class only (every label is 0))." in (
-        tiny_run / "some" / "report.md").read_text()
+    assert (
+        "Not probed: age>200 (one class only (every label is 0))."
+        in (tiny_run / "some" / "report.md").read_text()
+    )
     assert {r["target"] for r in rep["results"]} == {"age"}
 
 
@@ -746,8 +902,21 @@ def test_the_probe_command_exits_non_zero_when_nothing_can_be_probed(tiny_run):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "ahms_fm.evaluation.probe", "--checkpoint",
-                           "run", "--targets", "age>200", "--baselines="], cwd=tiny_run,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ahms_fm.evaluation.probe",
+            "--checkpoint",
+            "run",
+            "--targets",
+            "age>200",
+            "--baselines=",
+        ],
+        cwd=tiny_run,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0
     assert "none of the targets can be probed: age>200 (one class only" in done.stderr

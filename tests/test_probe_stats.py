@@ -37,15 +37,16 @@ def test_pr_auc_and_balanced_accuracy_match_sklearn():
     for seed in range(3):
         y, score = _binary_case(seed=seed)
         assert stats.pr_auc(y, score) == pytest.approx(
-            skm.average_precision_score(y, score), abs=1e-12)
+            skm.average_precision_score(y, score), abs=1e-12
+        )
         label = score > 0.4
         assert stats.balanced_accuracy(y, label) == pytest.approx(
-            skm.balanced_accuracy_score(y, label), abs=1e-12)
+            skm.balanced_accuracy_score(y, label), abs=1e-12
+        )
     # Distinct scores too, and the perfect ranking.
     rng = np.random.default_rng(3)
     y, score = (rng.random(300) < 0.2).astype(float), rng.random(300)
-    assert stats.pr_auc(y, score) == pytest.approx(
-        skm.average_precision_score(y, score), abs=1e-12)
+    assert stats.pr_auc(y, score) == pytest.approx(skm.average_precision_score(y, score), abs=1e-12)
     assert stats.pr_auc(y, y + score * 0.1) == pytest.approx(1.0)
 
 
@@ -74,10 +75,12 @@ def test_weights_equal_repeated_rows():
     for metric in (stats.roc_auc, stats.pr_auc):
         assert metric(y, score, weight) == pytest.approx(metric(rep(y), rep(score)), abs=1e-12)
     assert stats.roc_auc(y, score, weight) == pytest.approx(
-        _pairwise_auc(rep(y), rep(score)), abs=1e-12)
+        _pairwise_auc(rep(y), rep(score)), abs=1e-12
+    )
     label = score > 0.3
     assert stats.balanced_accuracy(y, label, weight) == pytest.approx(
-        skm.balanced_accuracy_score(rep(y), rep(label)), abs=1e-12)
+        skm.balanced_accuracy_score(rep(y), rep(label)), abs=1e-12
+    )
     yr = rng.normal(size=200)
     pred = yr + rng.normal(size=200)
     for metric in (stats.mae, stats.r2, stats.pearson_r):
@@ -93,16 +96,19 @@ def test_binary_metrics_threshold_and_missing_labels():
     got = stats.binary_metrics(y, prob, threshold=0.6)
     assert set(got) == {"roc_auc", "pr_auc", "balanced_accuracy"}
     assert got["balanced_accuracy"] == pytest.approx(
-        skm.balanced_accuracy_score(y, prob > 0.6), abs=1e-12)
+        skm.balanced_accuracy_score(y, prob > 0.6), abs=1e-12
+    )
     y_missing = y.copy()
     y_missing[:50] = np.nan  # unlabelled rows are left out
     assert stats.binary_metrics(y_missing, prob, 0.6)["roc_auc"] == pytest.approx(
-        skm.roc_auc_score(y[50:], prob[50:]), abs=1e-12)
+        skm.roc_auc_score(y[50:], prob[50:]), abs=1e-12
+    )
     # One threshold per row (cross-fitting: each row's own training prevalence).
     per_row = np.where(np.arange(len(y)) % 2 == 0, 0.3, 0.7)
     expected = skm.balanced_accuracy_score(y[50:], prob[50:] > per_row[50:])
     assert stats.binary_metrics(y_missing, prob, per_row)["balanced_accuracy"] == pytest.approx(
-        expected, abs=1e-12)
+        expected, abs=1e-12
+    )
     out = stats.bootstrap(y_missing, prob, "binary", threshold=per_row, n_boot=50)
     assert out["balanced_accuracy"]["value"] == pytest.approx(expected, abs=1e-12)
     assert out["balanced_accuracy"]["n"] == len(y) - 50
@@ -142,6 +148,7 @@ def test_bootstrap_coverage_auc_and_correlation():
         return y, rng.normal(size=300) + y
 
     auc = sps.norm.cdf(1 / np.sqrt(2))
+
     # Bivariate normal with correlation 0.5.
     def bivariate(rng):
         a, b = rng.normal(size=(2, 300))
@@ -194,7 +201,8 @@ def test_paired_difference_is_the_difference_of_the_metrics():
     # Swapped: the same draws, so exactly the negated interval.
     e = stats.paired_difference(y, b, a, "binary", "roc_auc", n_boot=300)
     assert (e["value"], e["low"], e["high"]) == pytest.approx(
-        (-d["value"], -d["high"], -d["low"]), abs=1e-12)
+        (-d["value"], -d["high"], -d["low"]), abs=1e-12
+    )
     assert e["high"] < 0
     # A prediction against itself: exactly 0 in every replicate.
     same = stats.paired_difference(y, a, a, "binary", "roc_auc", n_boot=100)
@@ -242,15 +250,23 @@ def test_paired_difference_coverage():
     def regression(rng):  # R² = 1 - E(y - pred)^2 / var(y): 1 - 0.25 and 1 - 0.52
         y = rng.normal(size=300)
         shared = 0.4 * rng.normal(size=300)
-        return (y, y + shared + 0.3 * rng.normal(size=300),
-                y + shared + 0.6 * rng.normal(size=300), None)
+        return (
+            y,
+            y + shared + 0.3 * rng.normal(size=300),
+            y + shared + 0.6 * rng.normal(size=300),
+            None,
+        )
 
     def clustered(rng):  # score - mu y ~ N(0, 1 + 0.25) per row: AUC = Phi(mu / sqrt(2.5))
         groups = np.repeat(np.arange(120), 3)
         y = (rng.random(120) < 0.5).astype(float)[groups]
         ua, ub = rng.normal(size=(2, 120))[:, groups]
-        return (y, 1.0 * y + ua + 0.5 * rng.normal(size=360),
-                0.5 * y + ub + 0.5 * rng.normal(size=360), groups)
+        return (
+            y,
+            1.0 * y + ua + 0.5 * rng.normal(size=360),
+            0.5 * y + ub + 0.5 * rng.normal(size=360),
+            groups,
+        )
 
     # 200 simulations: the coverage's binomial sd at 0.95 is 0.015.
     assert 0.89 <= _paired_coverage(regression, 0.52 - 0.25, "regression", "r2") <= 0.99

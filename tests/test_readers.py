@@ -54,9 +54,14 @@ def test_cinc2017():
         expected = dict(csv.reader(f))
     assert len(recs) == len(table) == len(expected) == 201
     assert collections.Counter(v["rhythm"] for v in table.values()) == collections.Counter(
-        expected.values())
+        expected.values()
+    )
     assert collections.Counter(v["rhythm"] for v in table.values()) == {
-        "N": 100, "A": 34, "O": 47, "~": 20}
+        "N": 100,
+        "A": 34,
+        "O": 47,
+        "~": 20,
+    }
     assert sum(v["af"] for v in table.values()) == 34
     for r in recs:
         assert r.sample_rate == 300 and r.channels == ("ecg",) and r.signal.dtype == np.float64
@@ -66,8 +71,7 @@ def test_cinc2017():
     first = recs[0]
     assert first.recording == "A00001"
     np.testing.assert_allclose(first.signal[:3, 0], [-0.127, -0.162, -0.197])  # val / 1000
-    assert first.start_time == dt.datetime(2014, 5, 8, 5, 5, 15, tzinfo=dt.timezone.utc
-                                           ).timestamp()
+    assert first.start_time == dt.datetime(2014, 5, 8, 5, 5, 15, tzinfo=dt.timezone.utc).timestamp()
 
 
 def test_ppg_bp():
@@ -87,9 +91,12 @@ def test_ppg_bp():
     assert 20 <= min(ages) and max(ages) <= 90
     assert 14 <= min(bmis) and max(bmis) <= 40
     assert {v["hypertension_stage"] for v in table.values()} == {
-        "Normal", "Prehypertension", "Stage 1 hypertension", "Stage 2 hypertension"}
-    assert all(v["hypertension"] == (v["hypertension_stage"] != "Normal")
-               for v in table.values())
+        "Normal",
+        "Prehypertension",
+        "Stage 1 hypertension",
+        "Stage 2 hypertension",
+    }
+    assert all(v["hypertension"] == (v["hypertension_stage"] != "Normal") for v in table.values())
     assert 0 < sum(v["diabetes"] for v in table.values()) < 219
     s2 = table["2"]  # first spreadsheet row: Female, 45, BMI 27.27, Stage 2
     assert (s2["sex"], s2["age"], s2["hypertension"], s2["diabetes"]) == (0, 45, True, False)
@@ -110,8 +117,11 @@ def test_stress_predict():
         assert abs(r.accel.shape[0] / 32 - r.duration_s) < 5
         assert 0.9 < np.linalg.norm(r.accel, axis=1).mean() < 1.1  # g, not 1/64 g
         start = dt.datetime.fromtimestamp(r.start_time, dt.timezone.utc)
-        assert dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc) < start < dt.datetime(
-            2030, 1, 1, tzinfo=dt.timezone.utc)
+        assert (
+            dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+            < start
+            < dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+        )
         assert (r.signal[:11, 0] == 0).all()  # warm-up zeros are kept
         assert lab["session_date"] == start.date().isoformat()
         # every (corrected) tag falls inside the recording; tasks overlap the recording
@@ -222,8 +232,10 @@ def test_edf_round_trip(tmp_path):
 def test_edf_channels_at_different_rates(tmp_path):
     import pyedflib.highlevel as hl
 
-    headers = [hl.make_signal_header("a", sample_frequency=128),
-               hl.make_signal_header("b", sample_frequency=64)]
+    headers = [
+        hl.make_signal_header("a", sample_frequency=128),
+        hl.make_signal_header("b", sample_frequency=64),
+    ]
     path = tmp_path / "mixed.edf"
     hl.write_edf(str(path), [np.zeros(1280), np.zeros(640)], headers)
     with raises_naming(path, "different sampling rates"):
@@ -235,8 +247,15 @@ def test_wfdb_round_trip(tmp_path):
     import wfdb
 
     x = np.random.default_rng(4).normal(size=(1000, 2))
-    wfdb.wrsamp("rec", fs=250, units=["mV", "mV"], sig_name=["I", "II"], p_signal=x,
-                fmt=["16", "16"], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "rec",
+        fs=250,
+        units=["mV", "mV"],
+        sig_name=["I", "II"],
+        p_signal=x,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
     rec = read_file(tmp_path / "rec.hea")
     assert rec.sample_rate == 250 and rec.channels == ("I", "II")
     gains = wfdb.rdheader(str(tmp_path / "rec")).adc_gain
@@ -250,8 +269,10 @@ def write_cinc_like(folder: Path, name: str, val: np.ndarray) -> Path:
 
     scipy.io.savemat(folder / f"{name}.mat", {"val": val.astype(np.int16)[None]}, format="4")
     hea = folder / f"{name}.hea"
-    hea.write_text(f"{name} 1 300 {val.size} 2014-05-08 05:05:15 \n"
-                   f"{name}.mat 16+24 1000/mV 16 0 {int(val[0])} 0 0 ECG \n")
+    hea.write_text(
+        f"{name} 1 300 {val.size} 2014-05-08 05:05:15 \n"
+        f"{name}.mat 16+24 1000/mV 16 0 {int(val[0])} 0 0 ECG \n"
+    )
     return hea
 
 
@@ -261,8 +282,7 @@ def test_wfdb_date_first_quirk(tmp_path):
     rec = read_file(hea)
     np.testing.assert_array_equal(rec.signal[:, 0], val / 1000)  # mV
     assert rec.sample_rate == 300
-    assert rec.start_time == dt.datetime(2014, 5, 8, 5, 5, 15, tzinfo=dt.timezone.utc
-                                         ).timestamp()
+    assert rec.start_time == dt.datetime(2014, 5, 8, 5, 5, 15, tzinfo=dt.timezone.utc).timestamp()
 
 
 def test_e4_synthetic_round_trip(tmp_path):
@@ -270,11 +290,13 @@ def test_e4_synthetic_round_trip(tmp_path):
     folder.mkdir()
     bvp = np.r_[np.zeros(11), np.sin(np.arange(640 - 11) / 5)]
     acc = np.tile([[0, 0, 64], [1, -2, 63]], (160, 1))
-    (folder / "BVP.csv").write_text("1650000000.00\n64.000000\n" + "".join(
-        f"{v:.2f}\n" for v in bvp))
+    (folder / "BVP.csv").write_text(
+        "1650000000.00\n64.000000\n" + "".join(f"{v:.2f}\n" for v in bvp)
+    )
     (folder / "ACC.csv").write_text(
         "1650000000.000000, 1650000000.000000, 1650000000.000000\n32.000000, 32.000000, "
-        "32.000000\n" + "".join(f"{a},{b},{c}\n" for a, b, c in acc))
+        "32.000000\n" + "".join(f"{a},{b},{c}\n" for a, b, c in acc)
+    )
     rec = read_e4_session(folder)
     assert rec.participant == "P7" and rec.start_time == 1650000000
     np.testing.assert_allclose(rec.signal[:, 0], np.round(bvp, 2))
@@ -287,17 +309,20 @@ def test_e4_synthetic_round_trip(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("time,ppg\n0,1\n0.01,nan\n0.02,3\n", "line 3.*NaN"),
-    ("time,ppg\n0,1\n0.01,\n0.02,3\n", "line 3.*NaN"),
-    ("time,ppg\n0,1\n0.01,inf\n0.02,3\n", "infinite"),
-    ("time,ppg\n0,1\n0.01,1.2.3\n0.02,3\n", "line 3.*'1.2.3'"),
-    ("time,ppg\n0,1\n0.01,2\n0.05,3\n0.06,3\n", "not uniform"),
-    ("time,ppg\n0,1\n0.01,2\n0.01,3\n", "does not increase"),
-    ("0,1\n0.01,2\n", "no header"),
-    ("time,ppg\n", "no samples"),
-    ("time,ppg\n0,1\n0.01,2,7\n", "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("time,ppg\n0,1\n0.01,nan\n0.02,3\n", "line 3.*NaN"),
+        ("time,ppg\n0,1\n0.01,\n0.02,3\n", "line 3.*NaN"),
+        ("time,ppg\n0,1\n0.01,inf\n0.02,3\n", "infinite"),
+        ("time,ppg\n0,1\n0.01,1.2.3\n0.02,3\n", "line 3.*'1.2.3'"),
+        ("time,ppg\n0,1\n0.01,2\n0.05,3\n0.06,3\n", "not uniform"),
+        ("time,ppg\n0,1\n0.01,2\n0.01,3\n", "does not increase"),
+        ("0,1\n0.01,2\n", "no header"),
+        ("time,ppg\n", "no samples"),
+        ("time,ppg\n0,1\n0.01,2,7\n", "cannot read"),
+    ],
+)
 def test_csv_corrupt(tmp_path, text, match):
     path = tmp_path / "bad.csv"
     path.write_text(text)
@@ -357,8 +382,15 @@ def test_numpy_problems(tmp_path):
 def test_truncated_wfdb_data(tmp_path):
     import wfdb
 
-    wfdb.wrsamp("rec", fs=250, units=["mV"], sig_name=["I"], p_signal=np.ones((1000, 1)),
-                fmt=["16"], write_dir=str(tmp_path))
+    wfdb.wrsamp(
+        "rec",
+        fs=250,
+        units=["mV"],
+        sig_name=["I"],
+        p_signal=np.ones((1000, 1)),
+        fmt=["16"],
+        write_dir=str(tmp_path),
+    )
     dat = tmp_path / "rec.dat"
     dat.write_bytes(dat.read_bytes()[:1001])
     with raises_naming(tmp_path / "rec.hea"):
@@ -381,22 +413,25 @@ def test_truncated_real_cinc_mat(tmp_path):
         read_file(tmp_path / "A00001.hea")
 
 
-def make_e4(folder: Path, bvp_rate="64.000000", acc_rows=320, acc_rates=("32.0",) * 3,
-            bvp_tail=""):
+def make_e4(folder: Path, bvp_rate="64.000000", acc_rows=320, acc_rates=("32.0",) * 3, bvp_tail=""):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "BVP.csv").write_text(f"1650000000\n{bvp_rate}\n" + "1.5\n" * 640 + bvp_tail)
-    (folder / "ACC.csv").write_text("1650000000, 1650000000, 1650000000\n" + ", ".join(
-        acc_rates) + "\n" + "0,0,64\n" * acc_rows)
+    (folder / "ACC.csv").write_text(
+        "1650000000, 1650000000, 1650000000\n" + ", ".join(acc_rates) + "\n" + "0,0,64\n" * acc_rows
+    )
     return folder
 
 
-@pytest.mark.parametrize(("kwargs", "file", "match"), [
-    ({"bvp_rate": "128.000000"}, "BVP.csv", "128 Hz"),
-    ({"acc_rates": ("32.0", "32.0", "16.0")}, "ACC.csv", "disagree"),
-    ({"acc_rows": 100}, "P1", "mismatched lengths"),
-    ({"bvp_tail": "abc\n"}, "BVP.csv", "'abc'"),
-    ({"bvp_tail": "nan\n"}, "BVP.csv", "line 643"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "file", "match"),
+    [
+        ({"bvp_rate": "128.000000"}, "BVP.csv", "128 Hz"),
+        ({"acc_rates": ("32.0", "32.0", "16.0")}, "ACC.csv", "disagree"),
+        ({"acc_rows": 100}, "P1", "mismatched lengths"),
+        ({"bvp_tail": "abc\n"}, "BVP.csv", "'abc'"),
+        ({"bvp_tail": "nan\n"}, "BVP.csv", "line 643"),
+    ],
+)
 def test_e4_corrupt(tmp_path, kwargs, file, match):
     folder = make_e4(tmp_path / "P1", **kwargs)
     with raises_naming(folder / file if file != "P1" else folder, match):
@@ -429,13 +464,43 @@ def test_dataset_skip_errors(tmp_path):
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.append(["Cardiovascular Dataset Information File"])
-    ws.append(["Num.", "subject_ID", "Sex(M/F)", "Age(year)", "Height(cm)", "Weight(kg)",
-               "Systolic Blood Pressure(mmHg)", "Diastolic Blood Pressure(mmHg)",
-               "Heart Rate(b/m)", "BMI(kg/m^2)", "Hypertension", "Diabetes",
-               "cerebral infarction", "cerebrovascular disease"])
+    ws.append(
+        [
+            "Num.",
+            "subject_ID",
+            "Sex(M/F)",
+            "Age(year)",
+            "Height(cm)",
+            "Weight(kg)",
+            "Systolic Blood Pressure(mmHg)",
+            "Diastolic Blood Pressure(mmHg)",
+            "Heart Rate(b/m)",
+            "BMI(kg/m^2)",
+            "Hypertension",
+            "Diabetes",
+            "cerebral infarction",
+            "cerebrovascular disease",
+        ]
+    )
     ws.append([1, 2, "Female", 45, 152, 63, 161, 89, 97, 27.3, "Normal", None, None, None])
-    ws.append([2, 3, "Male", 50, 170, 70, 120, 80, 70, 24.2, "Stage 1 hypertension",
-               "Type 2 Diabetes", None, None])
+    ws.append(
+        [
+            2,
+            3,
+            "Male",
+            50,
+            170,
+            70,
+            120,
+            80,
+            70,
+            24.2,
+            "Stage 1 hypertension",
+            "Type 2 Diabetes",
+            None,
+            None,
+        ]
+    )
     wb.save(root / "PPG-BP dataset.xlsx")
     for sid in (2, 3):
         for n in (1, 2, 3):
@@ -475,10 +540,9 @@ def test_dataset_skip_errors(tmp_path):
 
 def test_read_participants_csv(tmp_path):
     path = tmp_path / "participants.csv"
-    path.write_text("participant,age,bmi,smoker,sex,site\n"
-                    "p01,34,22.5,yes,0,A\n"
-                    "p02,,31,No,1,\n"
-                    "007,61,NA,,1,B\n")
+    path.write_text(
+        "participant,age,bmi,smoker,sex,site\np01,34,22.5,yes,0,A\np02,,31,No,1,\n007,61,NA,,1,B\n"
+    )
     table = read_participants_csv(path)
     assert list(table) == ["p01", "p02", "007"]
     assert table["p01"] == {"age": 34, "bmi": 22.5, "smoker": True, "sex": 0, "site": "A"}
@@ -510,7 +574,10 @@ def test_scan_folder(tmp_path):
     errors = []
     recs = list(scan_folder(tmp_path, spec, on_error="skip", errors=errors))
     assert [(r.participant, r.recording) for r in recs] == [
-        ("p01", "p01/day1"), ("p01", "p01/day2"), ("p02", "p02/day1")]
+        ("p01", "p01/day1"),
+        ("p01", "p01/day2"),
+        ("p02", "p02/day1"),
+    ]
     assert all(r.sample_rate == 64 for r in recs)
     problems = {Path(p).relative_to(tmp_path).as_posix(): why for p, why in errors}
     assert set(problems) == {"p02/day2.npy", "p03/day1.npy"}
@@ -524,8 +591,15 @@ def test_scan_folder_regex_and_spec_loading(tmp_path):
         (tmp_path / name).write_text("time,ppg\n0,1\n0.5,2\n1,3\n")
     (tmp_path / "participants.csv").write_text("id,age\n01,40\n02,50\n")
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps({"pattern": "*.csv", "participant_regex":
-                                     r"sub-(?P<participant>\d+)_", "id_column": "id"}))
+    spec_file.write_text(
+        json.dumps(
+            {
+                "pattern": "*.csv",
+                "participant_regex": r"sub-(?P<participant>\d+)_",
+                "id_column": "id",
+            }
+        )
+    )
     spec = ByoSpec.from_json(spec_file)
     recs = list(scan_folder(tmp_path, spec))
     assert [r.participant for r in recs] == ["01", "02"] and recs[0].sample_rate == 2
@@ -536,8 +610,11 @@ def test_scan_folder_regex_and_spec_loading(tmp_path):
     with raises_naming(tmp_path, "no recordings match"):
         scan_folder(tmp_path, {"pattern": "*.edf", "participants_csv": None})
     with raises_naming("sub-01_run1.csv", "cohort root"):
-        list(scan_folder(tmp_path, {"pattern": "sub-*.csv", "participants_csv": None,
-                                    "sample_rate": 2}))
+        list(
+            scan_folder(
+                tmp_path, {"pattern": "sub-*.csv", "participants_csv": None, "sample_rate": 2}
+            )
+        )
 
 
 def test_scan_folder_e4_exports(tmp_path):
@@ -555,15 +632,23 @@ def test_one_file_per_recording_and_links_reported(tmp_path):
 
     (tmp_path / "p1").mkdir()
     x = np.random.default_rng(4).normal(size=(1000, 1))
-    wfdb.wrsamp("rec", fs=250, units=["mV"], sig_name=["I"], p_signal=x, fmt=["16"],
-                write_dir=str(tmp_path / "p1"))
+    wfdb.wrsamp(
+        "rec",
+        fs=250,
+        units=["mV"],
+        sig_name=["I"],
+        p_signal=x,
+        fmt=["16"],
+        write_dir=str(tmp_path / "p1"),
+    )
     (tmp_path / "p1" / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
     spec = {"pattern": "*/*", "participants_csv": None}
     errors = []
     recs = list(scan_folder(tmp_path, spec, on_error="skip", errors=errors))
     assert [(r.recording, len(r.signal)) for r in recs] == [("p1/rec", 1000)]
     assert [(Path(p).name, why) for p, why in errors] == [
-        ("gone.csv", "a symbolic link to nothing (or to itself)")]
+        ("gone.csv", "a symbolic link to nothing (or to itself)")
+    ]
     with raises_naming("gone.csv", "symbolic link"):
         list(scan_folder(tmp_path, spec))
 
@@ -598,9 +683,13 @@ def test_a_csv_cut_off_mid_row_is_warned_and_its_cut_row_dropped(tmp_path, caplo
 def test_an_over_long_cell_is_named_briefly(tmp_path):
     t = np.arange(640) / 64
     path = tmp_path / "long.csv"
-    path.write_text("time,ppg\n0," + "1" * 2_000_000 + "\n"
-                    + "\n".join(f"{a:.6f},1" for a in t[1:]))
-    with raises_naming("long.csv", r"line 2, column 'ppg': cannot parse '1111.*\(2,000,000 "
-                       r"characters\) as a number") as info:
+    path.write_text(
+        "time,ppg\n0," + "1" * 2_000_000 + "\n" + "\n".join(f"{a:.6f},1" for a in t[1:])
+    )
+    with raises_naming(
+        "long.csv",
+        r"line 2, column 'ppg': cannot parse '1111.*\(2,000,000 "
+        r"characters\) as a number",
+    ) as info:
         read_file(path)
     assert len(str(info.value)) < 200 + len(str(path))

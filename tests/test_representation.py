@@ -27,8 +27,9 @@ def test_alignment_and_uniformity():
     assert metrics.uniformity(z) < -1.0  # spread out: much lower
     # A brute-force double loop for a small set.
     small = metrics._normalize(rng.normal(size=(7, 3)))
-    terms = [np.exp(-2 * np.sum((small[i] - small[j]) ** 2))
-             for i in range(7) for j in range(7) if i < j]
+    terms = [
+        np.exp(-2 * np.sum((small[i] - small[j]) ** 2)) for i in range(7) for j in range(7) if i < j
+    ]
     assert abs(metrics.uniformity(small) - np.log(np.mean(terms))) < 1e-9
 
 
@@ -53,7 +54,7 @@ def _with_singular_values(s, n=200, d=40, seed=3, mean=False):
     rng = np.random.default_rng(seed)
     ones = np.ones((n, 1))
     u, _ = np.linalg.qr(np.concatenate([ones, rng.normal(size=(n, len(s)))], axis=1))
-    u = u[:, :len(s)] if mean else u[:, 1:]
+    u = u[:, : len(s)] if mean else u[:, 1:]
     v, _ = np.linalg.qr(rng.normal(size=(d, len(s))))
     return (u * np.asarray(s, float)) @ v.T
 
@@ -68,8 +69,9 @@ def test_centered_and_uncentered_effective_rank_of_known_spectra():
     z = _with_singular_values(s)
     assert abs(z.mean(axis=0)).max() < 1e-12  # already centered: both ranks agree
     np.testing.assert_allclose(metrics.effective_rank(z), _entropy_rank(s), rtol=1e-8)
-    np.testing.assert_allclose(metrics.effective_rank(z, centered=True), _entropy_rank(s),
-                               rtol=1e-8)
+    np.testing.assert_allclose(
+        metrics.effective_rank(z, centered=True), _entropy_rank(s), rtol=1e-8
+    )
     # A common offset: the centered rank does not move; the uncentered one falls towards 1
     # as the offset (one more singular value, sqrt(n) x its norm) dominates. (A small offset
     # may raise it: a new direction.)
@@ -78,8 +80,9 @@ def test_centered_and_uncentered_effective_rank_of_known_spectra():
     previous = metrics.effective_rank(z)
     for scale in (10.0, 100.0, 1e4):
         shifted = z + scale * direction
-        np.testing.assert_allclose(metrics.effective_rank(shifted, centered=True),
-                                   _entropy_rank(s), rtol=1e-8)
+        np.testing.assert_allclose(
+            metrics.effective_rank(shifted, centered=True), _entropy_rank(s), rtol=1e-8
+        )
         now = metrics.effective_rank(shifted)
         assert now < previous
         previous = now

@@ -532,8 +532,7 @@ def test_ground_truth_is_what_the_segments_average_to(cohort, modality):
     rows = np.r_[np.flatnonzero(~cohort["af"])[:12], np.flatnonzero(cohort["af"])[:4]]
     segments = np.arange(24)
     fn = syn.ppg_segments if modality == "ppg" else syn.ecg_segments
-    _, info = fn(0, cohort, np.repeat(rows, 24), np.tile(segments, len(rows)),
-                 return_info=True)
+    _, info = fn(0, cohort, np.repeat(rows, 24), np.tile(segments, len(rows)), return_info=True)
     truth = syn.ground_truth(cohort, modality)
     hr = info["heart_rate"].reshape(len(rows), 24).mean(axis=1)
     rmssd = np.median(info["rmssd"].reshape(len(rows), 24), axis=1)
@@ -596,8 +595,9 @@ def test_the_watch_is_put_on_anew_each_day(cohort):
     np.testing.assert_array_equal(syn.wear_day(np.arange(8)), [0, 0, 0, 1, 1, 1, 2, 2])
     rows = np.arange(20)
     segments = np.arange(6)  # hours 8, 15, 22 of day 0, then 5, 12, 19 of day 1
-    _, info = syn.ppg_segments(0, cohort, np.repeat(rows, 6), np.tile(segments, 20),
-                               seconds=10.0, return_info=True)
+    _, info = syn.ppg_segments(
+        0, cohort, np.repeat(rows, 6), np.tile(segments, 20), seconds=10.0, return_info=True
+    )
     fit = (info["channel_gain"] / info["pulse_amplitude"]).reshape(20, 2, 3)
     np.testing.assert_allclose(fit, fit[:, :, :1].repeat(3, axis=2), rtol=1e-12)
     assert np.all(np.abs(np.log(fit[:, 0, 0] / fit[:, 1, 0])) > 1e-3)

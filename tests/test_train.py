@@ -29,10 +29,15 @@ CACHE = ROOT / ".pytest_cache" / "jax_compilation"  # runs of one program compil
 
 def _env(devices: int, **extra) -> dict:
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo", PYTHONPATH=str(ROOT),
-               JAX_COMPILATION_CACHE_DIR=str(CACHE), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               **extra)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_CPU_COLLECTIVES_IMPLEMENTATION="gloo",
+        PYTHONPATH=str(ROOT),
+        JAX_COMPILATION_CACHE_DIR=str(CACHE),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        **extra,
+    )
     return env
 
 
@@ -40,11 +45,27 @@ def _start(workdir, data_dir, devices=8, env=None, steps=STEPS, extra=()):
     # A larger Adam epsilon: with 1e-8, parameters whose gradient is ~0 move by +-lr on
     # the sign of float rounding noise, which differs with the reduction order across
     # devices; this compares the sharding, not Adam's amplification of that noise.
-    cmd = [sys.executable, "-m", "ahms_fm.main", "--config", "configs/ppg.py:tiny",
-           "--workdir", str(workdir), f"--config.data.data_dir={data_dir}",
-           f"--config.num_steps={steps}", "--config.optimizer.adam_eps=1e-3", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env or _env(devices), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ahms_fm.main",
+        "--config",
+        "configs/ppg.py:tiny",
+        "--workdir",
+        str(workdir),
+        f"--config.data.data_dir={data_dir}",
+        f"--config.num_steps={steps}",
+        "--config.optimizer.adam_eps=1e-3",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env or _env(devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=600):
@@ -84,8 +105,16 @@ def reference(tmp_path_factory, data_dir):
     """An uninterrupted run on 8 devices."""
     workdir = tmp_path_factory.mktemp("reference")
     # The quick probe on the ~20 validation segments (too few participants for theirs).
-    _finish(_start(workdir, data_dir, extra=["--config.probe.every_steps=3",
-                                             "--config.probe.train_targets=segment.heart_rate"]))
+    _finish(
+        _start(
+            workdir,
+            data_dir,
+            extra=[
+                "--config.probe.every_steps=3",
+                "--config.probe.train_targets=segment.heart_rate",
+            ],
+        )
+    )
     return workdir
 
 
@@ -103,8 +132,11 @@ def test_run_writes_metrics_checkpoints_and_config(reference):
     assert all(np.isfinite(v) for v in losses.values())
     rows = _rows(reference)
     assert [r["step"] for r in rows if "val/retrieval_top1" in r] == [0, 4, 6]
-    assert all({"val/effective_rank", "val/effective_rank_centered"} <= set(r)
-               for r in rows if "val/retrieval_top1" in r)
+    assert all(
+        {"val/effective_rank", "val/effective_rank_centered"} <= set(r)
+        for r in rows
+        if "val/retrieval_top1" in r
+    )
     probed = [r for r in rows if "probe/segment.heart_rate/r2" in r]
     assert [r["step"] for r in probed] == [3, 6]
     assert all(np.isfinite(r["probe/segment.heart_rate/mae"]) for r in probed)
@@ -151,11 +183,17 @@ def test_curves_of_a_real_run(reference, tmp_path):
             assert (r["kind"], r["series"], r["runs"]) == ("run", reference.name, "1")
             got.setdefault(r["metric"], {})[int(r["step"])] = float(r["value"])
     assert got["loss"] == _losses(reference)
-    logged = {k: {r["step"]: v for r in _rows(reference) for kk, v in r.items() if kk == k}
-              for k in got}
+    logged = {
+        k: {r["step"]: v for r in _rows(reference) for kk, v in r.items() if kk == k} for k in got
+    }
     assert got == logged
-    for metric in ("val/effective_rank", "val/effective_rank_centered", "val/retrieval_top1",
-                   "val/uniformity", "val/alignment"):
+    for metric in (
+        "val/effective_rank",
+        "val/effective_rank_centered",
+        "val/retrieval_top1",
+        "val/uniformity",
+        "val/alignment",
+    ):
         assert sorted(got[metric]) == [0, 4, 6], metric
     assert sorted(got["probe/segment.heart_rate/r2"]) == [3, 6]
     assert "learning_rate" not in got
@@ -170,17 +208,25 @@ def test_one_device_and_two_processes_match_eight_devices(reference, data_dir, t
     address = f"localhost:{port.getsockname()[1]}"
     port.close()
     multi = tmp_path / "multi"
-    procs = [_start(multi, data_dir, env=_env(4, JAX_COORDINATOR_ADDRESS=address,
-                                              JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-             for i in range(2)]
+    procs = [
+        _start(
+            multi,
+            data_dir,
+            env=_env(
+                4, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)
+            ),
+        )
+        for i in range(2)
+    ]
     _finish(single)
     for p in procs:
         _finish(p)
     want = _losses(reference)
     for run in (one, multi):
         got = _losses(run)
-        np.testing.assert_allclose([got[s] for s in sorted(want)],
-                                   [want[s] for s in sorted(want)], rtol=1e-5)
+        np.testing.assert_allclose(
+            [got[s] for s in sorted(want)], [want[s] for s in sorted(want)], rtol=1e-5
+        )
         ref, params = _params(reference)["params"], _params(run)["params"]
         for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(params), strict=True):
             np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
@@ -200,8 +246,11 @@ def test_sigterm_then_resume_is_bitwise_exact(reference, data_dir, tmp_path):
     """... and keeps what it should across the resumption: the last checkpoint, step 0 (not
     written again) and every third step (keep_every_steps, saved even where
     checkpoint_every_steps=2 would not)."""
-    keeping = ["--config.keep_checkpoints=1", "--config.keep_every_steps=3",
-               "--config.best_metric="]
+    keeping = [
+        "--config.keep_checkpoints=1",
+        "--config.keep_every_steps=3",
+        "--config.best_metric=",
+    ]
     stop_at = int(np.random.default_rng().integers(1, STEPS - 1))
     proc = _start(tmp_path, data_dir, extra=keeping)
     _wait_for_step(tmp_path, stop_at, proc)
@@ -210,20 +259,24 @@ def test_sigterm_then_resume_is_bitwise_exact(reference, data_dir, tmp_path):
     assert "preempted" in out
     saved = _steps_saved(tmp_path)
     assert saved[0] == 0 and saved[-1] >= stop_at and saved[-1] < STEPS
-    step_zero = {p: p.stat().st_mtime_ns
-                 for p in (tmp_path / "checkpoints" / "0").rglob("*") if p.is_file()}
+    step_zero = {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "0").rglob("*") if p.is_file()
+    }
     _finish(_start(tmp_path, data_dir, extra=keeping))  # resumes
-    for a, b in zip(jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     assert _steps_saved(tmp_path) == [0, 3, 6]
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "0").rglob("*")
-            if p.is_file()} == step_zero
+    assert {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "checkpoints" / "0").rglob("*") if p.is_file()
+    } == step_zero
     assert [r["step"] for r in _rows(tmp_path)].count(0) == 1  # step 0 evaluated once
 
 
 def test_sigkill_with_a_half_written_checkpoint_resumes_from_the_last_complete_one(
-        reference, data_dir, tmp_path):
+    reference, data_dir, tmp_path
+):
     proc = _start(tmp_path, data_dir)
     ckpts = tmp_path / "checkpoints"
     _wait_for_step(tmp_path, 3, proc)
@@ -241,8 +294,9 @@ def test_sigkill_with_a_half_written_checkpoint_resumes_from_the_last_complete_o
         f.unlink()
     _finish(_start(tmp_path, data_dir))
     assert not partial.exists()
-    for a, b in zip(jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)),
-                    strict=True):
+    for a, b in zip(
+        jax.tree.leaves(_params(reference)), jax.tree.leaves(_params(tmp_path)), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -293,9 +347,11 @@ def test_ablation_variants_train(variant):
     step = jax.jit(train.make_train_step(config, model, tx, schedule))
     rng = np.random.default_rng(0)
     shape = (8, config.input.segment_length, config.input.channels)
-    batch = {"view_a": jnp.asarray(rng.normal(size=shape), jnp.float16),
-             "view_b": jnp.asarray(rng.normal(size=shape), jnp.float16),
-             "participant": jnp.arange(8, dtype=jnp.int32)}
+    batch = {
+        "view_a": jnp.asarray(rng.normal(size=shape), jnp.float16),
+        "view_b": jnp.asarray(rng.normal(size=shape), jnp.float16),
+        "participant": jnp.arange(8, dtype=jnp.int32),
+    }
     for _ in range(2):
         state, out = step(state, batch)
     assert np.isfinite(float(out["loss"]))
@@ -328,15 +384,15 @@ def test_a_second_trainer_on_a_workdir_is_refused(data_dir, tmp_path):
     assert not lock.exists()  # released at the end
 
 
-def test_resume_refuses_a_changed_config_and_a_finished_run_says_so(reference, data_dir,
-                                                                   tmp_path):
+def test_resume_refuses_a_changed_config_and_a_finished_run_says_so(reference, data_dir, tmp_path):
     """Before: batch size 16 -> 32 resumed silently, a changed architecture failed deep
     in Orbax, and config.json was overwritten."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
     original = (run / "config.json").read_text()
-    changed = _start(run, data_dir, steps=9, extra=["--config.batch_size=32",
-                                                    "--config.model.embed_dim=40"])
+    changed = _start(
+        run, data_dir, steps=9, extra=["--config.batch_size=32", "--config.model.embed_dim=40"]
+    )
     out, _ = changed.communicate(timeout=300)
     assert changed.returncode != 0
     assert "batch_size: 16 -> 32" in out and "model.embed_dim: 36 -> 40" in out

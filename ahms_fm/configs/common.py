@@ -9,8 +9,15 @@ import ml_collections
 
 # The encoder's stages: (width multiplier, kernel, repeats, stride); docs/design.md's 16
 # MBConv blocks (models/efficientnet.py's default too).
-PAPER_STAGES = ((4, 3, 1, 1), (5, 3, 2, 2), (7, 5, 2, 2), (9, 3, 3, 2), (11, 5, 3, 2),
-                (14, 5, 4, 2), (18, 5, 1, 1))
+PAPER_STAGES = (
+    (4, 3, 1, 1),
+    (5, 3, 2, 2),
+    (7, 5, 2, 2),
+    (9, 3, 3, 2),
+    (11, 5, 3, 2),
+    (14, 5, 4, 2),
+    (18, 5, 1, 1),
+)
 
 
 def recipe() -> ml_collections.ConfigDict:

@@ -1,6 +1,6 @@
 """ECG recipe: Lead I, 30 s at 128 Hz (from 512 Hz), expansion 6 (2,468,755 parameters).
 
-    ahms-fm train --config ecg[:runlocal,...] --workdir DIR     (or configs/ecg.py in a checkout)
+ahms-fm train --config ecg[:runlocal,...] --workdir DIR     (or configs/ecg.py in a checkout)
 """
 
 from ahms_fm.configs import common

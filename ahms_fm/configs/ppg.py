@@ -1,6 +1,6 @@
 """PPG recipe: 4 channels, 60 s at 64 Hz, expansion 7 (3,146,129 parameters).
 
-    ahms-fm train --config ppg[:runlocal,...] --workdir DIR     (or configs/ppg.py in a checkout)
+ahms-fm train --config ppg[:runlocal,...] --workdir DIR     (or configs/ppg.py in a checkout)
 """
 
 from ahms_fm.configs import common

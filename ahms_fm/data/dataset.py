@@ -116,31 +116,37 @@ def assign_splits(ids, salt: str = "ahms_fm") -> dict[str, str]:
             if split in out.values():
                 continue
             largest = max(SPLITS, key=lambda s: (sum(v == s for v in out.values()), s))
-            nearest = min((p for p in ids if out[p] == largest),
-                          key=lambda p: (max(lo[k] - pos[p], pos[p] - hi[k], 0.0), p))
+            nearest = min(
+                (p for p in ids if out[p] == largest),
+                key=lambda p: (max(lo[k] - pos[p], pos[p] - hi[k], 0.0), p),
+            )
             out[nearest] = split
     return out
 
 
 def features(spec: ModalitySpec, storage_dtype: str) -> tfds.features.FeaturesDict:
     f = tfds.features
-    return f.FeaturesDict({
-        "signal": f.Tensor(
-            shape=(spec.segment_length, spec.channels), dtype=np.dtype(storage_dtype),
-            encoding=f.Encoding.BYTES,  # raw bytes: a float list would store float32
-        ),
-        "participant": f.Text(),
-        "participant_index": np.int64,
-        "recording": f.Text(),
-        "segment": np.int32,
-        "offset_s": np.float32,
-        # Raw bytes: TFDS stores float scalars as float32, too coarse for unix seconds.
-        "start_time": f.Tensor(shape=(), dtype=np.float64, encoding=f.Encoding.BYTES),
-        "heart_rate": np.float32,
-        "quality": np.float32,
-        "label": f.Text(),
-        "pad_s": np.float32,  # zeros after a short recording's signal (preprocess.max_pad_fraction)
-    })
+    return f.FeaturesDict(
+        {
+            "signal": f.Tensor(
+                shape=(spec.segment_length, spec.channels),
+                dtype=np.dtype(storage_dtype),
+                encoding=f.Encoding.BYTES,  # raw bytes: a float list would store float32
+            ),
+            "participant": f.Text(),
+            "participant_index": np.int64,
+            "recording": f.Text(),
+            "segment": np.int32,
+            "offset_s": np.float32,
+            # Raw bytes: TFDS stores float scalars as float32, too coarse for unix seconds.
+            "start_time": f.Tensor(shape=(), dtype=np.float64, encoding=f.Encoding.BYTES),
+            "heart_rate": np.float32,
+            "quality": np.float32,
+            "label": f.Text(),
+            # Seconds of zeros after a short recording's signal (preprocess.max_pad_fraction).
+            "pad_s": np.float32,
+        }
+    )
 
 
 def _dataset_path(data_dir, source: Source) -> Path:
@@ -194,23 +200,39 @@ def check_fingerprint(path, fingerprint: dict | None) -> None:
         return
     stored = load_metadata(path).get("fingerprint")
     if stored is None:
-        logging.warning("%s was built before datasets recorded their inputs; reusing it "
-                        "unchecked (ingest with --overwrite to rebuild)", path)
+        logging.warning(
+            "%s was built before datasets recorded their inputs; reusing it "
+            "unchecked (ingest with --overwrite to rebuild)",
+            path,
+        )
         return
     from ahms_fm.config_utils import flatten
 
     a, b = flatten(stored), flatten(fingerprint)
-    diff = [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
-            for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diff = [
+        f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
     if diff:
         raise DatasetMismatch(
-            f"{path} was built from other inputs than these:\n  " + "\n  ".join(diff)
-            + "\nIngest with --overwrite to rebuild it, or set another data.data_dir.")
+            f"{path} was built from other inputs than these:\n  "
+            + "\n  ".join(diff)
+            + "\nIngest with --overwrite to rebuild it, or set another data.data_dir."
+        )
 
 
-def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float16",
-          progress=None, overwrite=False, shard_bytes: int = 1 << 30,
-          fingerprint: dict | None = None) -> Path:
+def build(
+    source: Source,
+    spec: ModalitySpec,
+    data_dir,
+    *,
+    storage_dtype="float16",
+    progress=None,
+    overwrite=False,
+    shard_bytes: int = 1 << 30,
+    fingerprint: dict | None = None,
+) -> Path:
     """Write the dataset (or reuse it if it exists and its stored `fingerprint`, what it
     was built from, matches); returns its folder.
 
@@ -231,13 +253,20 @@ def build(source: Source, spec: ModalitySpec, data_dir, *, storage_dtype="float1
     try:
         meta = _write_splits(source, spec, tmp, storage_dtype, progress, shard_bytes)
         feats = features(spec, storage_dtype)
-        splits = [tfds.core.SplitInfo(name=s, shard_lengths=lengths, num_bytes=nbytes)
-                  for s, lengths, nbytes in meta.pop("_split_infos")]
+        splits = [
+            tfds.core.SplitInfo(name=s, shard_lengths=lengths, num_bytes=nbytes)
+            for s, lengths, nbytes in meta.pop("_split_infos")
+        ]
         tfds.folder_dataset.write_metadata(
-            data_dir=tmp, features=feats, split_infos=splits, check_data=False,
+            data_dir=tmp,
+            features=feats,
+            split_infos=splits,
+            check_data=False,
             filename_template=tfds.core.ShardedFileTemplate(
-                data_dir=tmp, dataset_name=source.name, filetype_suffix="array_record"),
-            description=source.description, homepage=source.homepage or None,
+                data_dir=tmp, dataset_name=source.name, filetype_suffix="array_record"
+            ),
+            description=source.description,
+            homepage=source.homepage or None,
             citation=source.citation or None,
         )
         if fingerprint is not None:
@@ -279,17 +308,24 @@ class NothingKept(ValueError):
 def _nothing_kept(source, spec, split: str, people: int, summary: dict) -> str:
     """Why a split kept nothing: the rejections by reason, the skipped files, what to do."""
     counts = {r: n for r, n in summary["rejected"].items() if n}
-    lines = [f"{source.name}: no segment was kept for split {split!r}: all of its {people} "
-             "participants were rejected or unreadable. Rejected so far: "
-             + (", ".join(f"{r} {n}" for r, n in counts.items()) or "nothing")]
+    lines = [
+        f"{source.name}: no segment was kept for split {split!r}: all of its {people} "
+        "participants were rejected or unreadable. Rejected so far: "
+        + (", ".join(f"{r} {n}" for r, n in counts.items()) or "nothing")
+    ]
     if counts.get("too_short"):
-        lines.append(f"too_short: a recording needs at least one whole {spec.window_seconds:g} "
-                     "s window (input.window_seconds); set preprocess.max_pad_fraction to pad "
-                     "shorter ones, or use a shorter window")
+        lines.append(
+            f"too_short: a recording needs at least one whole {spec.window_seconds:g} "
+            "s window (input.window_seconds); set preprocess.max_pad_fraction to pad "
+            "shorter ones, or use a shorter window"
+        )
     if source.errors:
         shown = source.errors[:10]
-        lines.append(f"files skipped ({len(source.errors)}): " + "; ".join(
-            f"{p}: {why}" for p, why in shown) + (" ..." if len(source.errors) > 10 else ""))
+        lines.append(
+            f"files skipped ({len(source.errors)}): "
+            + "; ".join(f"{p}: {why}" for p, why in shown)
+            + (" ..." if len(source.errors) > 10 else "")
+        )
     lines.append("See the quality settings, the errors, or use more participants.")
     return "\n".join(lines)
 
@@ -300,8 +336,12 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
     index_of = {p: i for i, p in enumerate(ids)}
     serialize = features(spec, storage_dtype).serialize_example
     dtype = np.dtype(storage_dtype)
-    summary = {"segments_kept": 0, "rejected": dict.fromkeys(REASONS, 0),
-               "participants_with_segments": 0, "split_segments": {}}
+    summary = {
+        "segments_kept": 0,
+        "rejected": dict.fromkeys(REASONS, 0),
+        "participants_with_segments": 0,
+        "split_segments": {},
+    }
     infos, visited = [], set()
     for split in SPLITS:
         wanted = [p for p in ids if split_of[p] == split]
@@ -315,21 +355,27 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
             for i in np.flatnonzero(batch.reason == ""):
                 pid = batch.participant[i]
                 if split_of.get(pid) != split:
-                    raise ValueError(f"source {source.name} yielded participant {pid!r} "
-                                     f"while writing split {split}")
-                writer.write(serialize({
-                    "signal": batch.signal[i].astype(dtype),
-                    "participant": pid,
-                    "participant_index": index_of[pid],
-                    "recording": batch.recording[i],
-                    "segment": int(batch.segment[i]),
-                    "offset_s": float(batch.offset_s[i]),
-                    "start_time": np.float64(batch.start_time[i]),
-                    "heart_rate": float(batch.heart_rate[i]),
-                    "quality": float(batch.quality[i]),
-                    "label": batch.label[i] if batch.label else "",
-                    "pad_s": float(batch.pad_s[i]) if batch.pad_s is not None else 0.0,
-                }))
+                    raise ValueError(
+                        f"source {source.name} yielded participant {pid!r} "
+                        f"while writing split {split}"
+                    )
+                writer.write(
+                    serialize(
+                        {
+                            "signal": batch.signal[i].astype(dtype),
+                            "participant": pid,
+                            "participant_index": index_of[pid],
+                            "recording": batch.recording[i],
+                            "segment": int(batch.segment[i]),
+                            "offset_s": float(batch.offset_s[i]),
+                            "start_time": np.float64(batch.start_time[i]),
+                            "heart_rate": float(batch.heart_rate[i]),
+                            "quality": float(batch.quality[i]),
+                            "label": batch.label[i] if batch.label else "",
+                            "pad_s": float(batch.pad_s[i]) if batch.pad_s is not None else 0.0,
+                        }
+                    )
+                )
                 owners.append(index_of[pid])
             new = {batch.owner} if batch.owner else set(batch.participant)
             progress(len(new - visited))
@@ -341,12 +387,20 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
         summary["split_segments"][split] = len(owners)
         infos.append(writer.finish())
     # Who contributed nothing, and why: no recording at all, or every window rejected.
-    kept = {ids[i] for i in np.unique(np.concatenate(
-        [np.load(folder / f"{source.name}-{s}.participants.npy") for s in SPLITS]))}
+    kept = {
+        ids[i]
+        for i in np.unique(
+            np.concatenate(
+                [np.load(folder / f"{source.name}-{s}.participants.npy") for s in SPLITS]
+            )
+        )
+    }
     summary["no_recordings"] = [p for p in ids if p not in visited]
     summary["all_rejected"] = [p for p in ids if p in visited and p not in kept]
-    table = [{"participant": p, "participant_index": i, "split": split_of[p],
-              **source.participants[p]} for i, p in enumerate(ids)]
+    table = [
+        {"participant": p, "participant_index": i, "split": split_of[p], **source.participants[p]}
+        for i, p in enumerate(ids)
+    ]
     errors = [list(e) for e in dict.fromkeys(tuple(e) for e in source.errors)]
     return {
         "name": source.name,
@@ -384,8 +438,9 @@ class Split:
         """(order, ranges): record indices grouped by participant, and per participant
         a row (participant_index, first position in `order`, count)."""
         order = np.argsort(self.participant_of_record, kind="stable")
-        ids, first, count = np.unique(self.participant_of_record[order], return_index=True,
-                                      return_counts=True)
+        ids, first, count = np.unique(
+            self.participant_of_record[order], return_index=True, return_counts=True
+        )
         return order, np.stack([ids, first, count], axis=1).astype(np.int64)
 
 
@@ -419,31 +474,50 @@ def load_split(path, split: str) -> Split:
     records = builder.as_data_source(split=split)
     owners = np.load(path / f"{meta['name']}-{split}.participants.npy")
     if len(owners) != len(records):
-        raise ValueError(f"{path}: split {split} has {len(records)} records, but its "
-                         f"participant index covers {len(owners)}")
+        raise ValueError(
+            f"{path}: split {split} has {len(records)} records, but its "
+            f"participant index covers {len(owners)}"
+        )
     files = [str(f) for f in builder.info.splits[split].filepaths]
-    return Split(path, split, records, ModalitySpec.from_dict(meta["modality_spec"]),
-                 meta["participants"], owners, files, meta["storage_dtype"])
+    return Split(
+        path,
+        split,
+        records,
+        ModalitySpec.from_dict(meta["modality_spec"]),
+        meta["participants"],
+        owners,
+        files,
+        meta["storage_dtype"],
+    )
 
 
 # The scalar fields of a record, and their types once decoded.
 RECORD_FIELDS = {
-    "participant": str, "participant_index": np.int64, "recording": str,
-    "segment": np.int64, "offset_s": np.float32, "label": str,
-    "heart_rate": np.float32, "quality": np.float32,
+    "participant": str,
+    "participant_index": np.int64,
+    "recording": str,
+    "segment": np.int64,
+    "offset_s": np.float32,
+    "label": str,
+    "heart_rate": np.float32,
+    "quality": np.float32,
 }
 
 
-def parse_record(record: bytes, shape: tuple[int, int], storage_dtype, *, fields=(),
-                 signal: bool = True) -> tuple[np.ndarray | None, dict]:
+def parse_record(
+    record: bytes, shape: tuple[int, int], storage_dtype, *, fields=(), signal: bool = True
+) -> tuple[np.ndarray | None, dict]:
     """(the `signal` [time, channels] if asked, {field: value} of `fields`) of one
     serialized record, straight from its proto: TFDS's generic decoding of every feature
     costs several times more. The one record reader of the project."""
     from tensorflow_datasets.proto import tf_example_pb2
 
     f = tf_example_pb2.Example.FromString(record).features.feature
-    x = (np.frombuffer(f["signal"].bytes_list.value[0], storage_dtype).reshape(shape)
-         if signal else None)
+    x = (
+        np.frombuffer(f["signal"].bytes_list.value[0], storage_dtype).reshape(shape)
+        if signal
+        else None
+    )
     values = {}
     for k in fields:
         kind = RECORD_FIELDS[k]

@@ -131,13 +131,16 @@ def pair_pipeline(
     if positives not in ("participant", "segment"):
         raise ValueError(f"positives must be 'participant' or 'segment', got {positives!r}")
     if global_batch % process_count:
-        raise ValueError(f"global batch {global_batch} is not divisible by "
-                         f"{process_count} processes")
+        raise ValueError(
+            f"global batch {global_batch} is not divisible by {process_count} processes"
+        )
     order, ranges = split.grouped
     units, skipped = _eligible(ranges, positives, sample_by)
     if len(units) == 0:
-        raise ValueError(f"{split.path} [{split.name}]: no participant has two segments, so "
-                         "no participant-level pair can be formed")
+        raise ValueError(
+            f"{split.path} [{split.name}]: no participant has two segments, so "
+            "no participant-level pair can be formed"
+        )
     per_process = global_batch // process_count
     ds = grain.MapDataset.range(len(units)).seed(seed).shuffle().repeat(num_epochs)
     ds = ds.random_map(_ChoosePair(units, order, positives))
@@ -145,14 +148,18 @@ def pair_pipeline(
     # batch (rows in process order) is the same however many processes share it.
     ds = ds.batch(global_batch, drop_remainder=True, batch_fn=np.asarray)
     lo = process_index * per_process
-    ds = ds.map(lambda rows: rows[lo: lo + per_process])
+    ds = ds.map(lambda rows: rows[lo : lo + per_process])
     shape = (split.spec.segment_length, split.spec.channels)
     ds = ds.map(_ReadBatch(split.files, shape, split.storage_dtype, dtype))
-    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=0 if num_workers else 2,
-                                              prefetch_buffer_size=prefetch * per_process))
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=0 if num_workers else 2, prefetch_buffer_size=prefetch * per_process
+        )
+    )
     if num_workers:
         if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags (defaults here)
             flags.FLAGS.mark_as_parsed()
-        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers,
-                                                         per_worker_buffer_size=prefetch))
+        it = it.mp_prefetch(
+            grain.MultiprocessingOptions(num_workers=num_workers, per_worker_buffer_size=prefetch)
+        )
     return PairPipeline(it, per_process, len(units), skipped)

@@ -40,8 +40,17 @@ from ahms_fm.data.recording import DataError, Recording
 from ahms_fm.data.spec import REASONS, ModalitySpec, QualitySpec
 
 __all__ = [  # noqa: RUF022 (the specs live in data/spec.py; importable from here too)
-    "REASONS", "ModalitySpec", "QualitySpec", "Segments", "resample", "bandpass", "zscore",
-    "estimate_heart_rate", "segment_array", "segment_recording", "preprocess_windows",
+    "REASONS",
+    "ModalitySpec",
+    "QualitySpec",
+    "Segments",
+    "resample",
+    "bandpass",
+    "zscore",
+    "estimate_heart_rate",
+    "segment_array",
+    "segment_recording",
+    "preprocess_windows",
 ]
 
 _HR_RATE_HZ = 32.0  # rate at which beat periods are searched
@@ -102,8 +111,9 @@ def resample(x: np.ndarray, rate: float, target_rate: float) -> np.ndarray:
         if ratio > 0 and abs(float(ratio) - want) <= RATE_TOLERANCE * want:
             break
     else:
-        raise ValueError(f"cannot resample {rate} Hz to {target_rate} Hz within "
-                         f"{RATE_TOLERANCE:g} of the rate")
+        raise ValueError(
+            f"cannot resample {rate} Hz to {target_rate} Hz within {RATE_TOLERANCE:g} of the rate"
+        )
     # padtype "line": the default zero padding makes a filter transient at both ends of
     # any signal on an offset (raw PPG sits on a large one), enough to reject end windows.
     return sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=0, padtype="line")
@@ -153,8 +163,10 @@ def _long_runs(x: np.ndarray, min_run: int) -> np.ndarray:
     if k < 1 or length <= k:
         return out
     same = np.diff(x, axis=-1) == 0  # [n, c, length - 1]
-    c = np.concatenate([np.zeros((*same.shape[:2], 1), np.int32),
-                        np.cumsum(same, axis=-1, dtype=np.int32)], axis=-1)
+    c = np.concatenate(
+        [np.zeros((*same.shape[:2], 1), np.int32), np.cumsum(same, axis=-1, dtype=np.int32)],
+        axis=-1,
+    )
     starts = (c[..., k:] - c[..., :-k]) == k  # steps j..j+k-1 all equal
     rows = np.flatnonzero(starts.any(axis=(1, 2)))
     if len(rows) == 0:
@@ -166,7 +178,7 @@ def _long_runs(x: np.ndarray, min_run: int) -> np.ndarray:
     pad_lo = np.zeros((*d.shape[:2], k + 1), np.int32)
     pad_hi = np.repeat(d[..., -1:], length + 1 - d.shape[-1], axis=-1)
     ext = np.concatenate([pad_lo, d, pad_hi], axis=-1)  # ext[m + k + 1] = starts[:m + 1].sum()
-    covered = (ext[..., k + 1: k + 1 + length] - ext[..., :length]) > 0
+    covered = (ext[..., k + 1 : k + 1 + length] - ext[..., :length]) > 0
     out[rows] = covered.any(axis=1)
     return out
 
@@ -194,7 +206,7 @@ def _clipped_fraction(x: np.ndarray, rate: float, starts_s: np.ndarray, seconds:
     at its native `rate`."""
     out = np.zeros(len(starts_s))
     for i, start in enumerate(starts_s):
-        w = x[round(start * rate): round((start + seconds) * rate)]
+        w = x[round(start * rate) : round((start + seconds) * rate)]
         if len(w):
             out[i] = _clipped(w.T[None])[0]
     return out
@@ -277,8 +289,9 @@ def _heart_rate_nct(x: np.ndarray, rate: float, modality: str):
     # median interval between prominent peaks is the rate.
     for i in np.flatnonzero(periodicity < _HR_MIN_PERIODICITY):
         wave = x[i].mean(axis=0)
-        peaks, _ = sps.find_peaks(wave, distance=max(1, int(0.2 * rate)),
-                                  prominence=0.5 * wave.std())
+        peaks, _ = sps.find_peaks(
+            wave, distance=max(1, int(0.2 * rate)), prominence=0.5 * wave.std()
+        )
         if len(peaks) >= 3:
             bpm[i] = 60.0 * rate / np.median(np.diff(peaks))
     return bpm, periodicity
@@ -322,8 +335,11 @@ def segment_array(
     finite = np.isfinite(x)
     peak = float(np.max(np.abs(x[finite]))) if finite.any() else 0.0
     if peak > MAX_AMPLITUDE:  # filtering and z-scoring would overflow into NaN
-        raise DataError(source, f"amplitudes out of range: |value| up to {peak:.3g}, above "
-                        f"{MAX_AMPLITUDE:g} in any unit (a corrupt or mis-scaled file?)")
+        raise DataError(
+            source,
+            f"amplitudes out of range: |value| up to {peak:.3g}, above "
+            f"{MAX_AMPLITUDE:g} in any unit (a corrupt or mis-scaled file?)",
+        )
     if not 0.0 <= max_pad_fraction < 1.0:
         raise ValueError(f"max_pad_fraction must be in [0, 1), got {max_pad_fraction}")
     length = spec.segment_length
@@ -332,8 +348,12 @@ def segment_array(
     w = spec.window_seconds  # seconds of signal a window covers
     count = math.floor((duration - spec.window_seconds) / hop_s + 1e-9) + 1
     padded = duration + 1e-9 < spec.window_seconds
-    if padded and duration + 1e-9 >= (1.0 - max_pad_fraction) * spec.window_seconds > 0 \
-            and max_pad_fraction > 0 and len(x) >= 2:
+    if (
+        padded
+        and duration + 1e-9 >= (1.0 - max_pad_fraction) * spec.window_seconds > 0
+        and max_pad_fraction > 0
+        and len(x) >= 2
+    ):
         count, w = 1, duration
     elif padded or count <= 0:
         empty = np.zeros((0, length, spec.channels), np.float32)
@@ -376,20 +396,30 @@ def segment_array(
         return Segments(out, starts_s, bpm, periodicity, reason)
     pad = length - out.shape[1]
     out = np.pad(out, ((0, 0), (0, pad), (0, 0)))
-    return Segments(out, starts_s, bpm, periodicity, reason,
-                    pad_s=np.array([pad / spec.sample_rate]))
+    return Segments(
+        out, starts_s, bpm, periodicity, reason, pad_s=np.array([pad / spec.sample_rate])
+    )
 
 
 def segment_recording(
-    rec: Recording, spec: ModalitySpec, quality: QualitySpec | None, hop_seconds: float = 0.0,
+    rec: Recording,
+    spec: ModalitySpec,
+    quality: QualitySpec | None,
+    hop_seconds: float = 0.0,
     max_pad_fraction: float = 0.0,
 ) -> Segments:
     """`segment_array` on a reader's `Recording` (its accelerometer used for motion).
     Any failure is a `DataError` naming the recording's file."""
     try:
         return segment_array(
-            rec.signal, rec.sample_rate, spec, quality, hop_seconds=hop_seconds,
-            accel=rec.accel, accel_rate=rec.accel_rate, source=rec.source,
+            rec.signal,
+            rec.sample_rate,
+            spec,
+            quality,
+            hop_seconds=hop_seconds,
+            accel=rec.accel,
+            accel_rate=rec.accel_rate,
+            source=rec.source,
             max_pad_fraction=max_pad_fraction,
         )
     except DataError:
@@ -411,8 +441,11 @@ def preprocess_windows(
     raw = np.asarray(windows)
     n, length, channels = raw.shape
     if (length, channels) != (spec.segment_length, spec.channels):
-        raise DataError("<windows>", f"windows {raw.shape[1:]} do not match the spec "
-                        f"({spec.segment_length}, {spec.channels})")
+        raise DataError(
+            "<windows>",
+            f"windows {raw.shape[1:]} do not match the spec "
+            f"({spec.segment_length}, {spec.channels})",
+        )
     nonfinite = ~np.isfinite(raw).all(axis=(1, 2))
     # Work along contiguous time, [n, channels, time]: reductions over a strided
     # axis of 4 channels cost several times more.

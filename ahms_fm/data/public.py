@@ -62,8 +62,11 @@ def _stress_time_logs(path: Path) -> dict[str, dict]:
         raise DataError(path, "expected two header rows and one row per participant")
     top, sub = rows[0], rows[1]
     date_col = next((j for j, v in enumerate(top) if str(v).strip().lower() == "date"), None)
-    phase_cols = [(j, _phase_name(top[j])) for j in range(len(sub) - 1)
-                  if str(sub[j]).strip() == "Start" and str(sub[j + 1]).strip() == "End"]
+    phase_cols = [
+        (j, _phase_name(top[j]))
+        for j in range(len(sub) - 1)
+        if str(sub[j]).strip() == "Start" and str(sub[j + 1]).strip() == "End"
+    ]
     if date_col is None or not phase_cols:
         raise DataError(path, "header rows lack a 'Date' column or Start/End phase columns")
     dublin = zoneinfo.ZoneInfo("Europe/Dublin")
@@ -96,8 +99,7 @@ def _stress_time_logs(path: Path) -> dict[str, dict]:
             phases.append((name, start, end))
         if pid in logs:
             raise DataError(path, f"row {i}: duplicate participant {pid!r}")
-        logs[pid] = {"phases": sorted(phases, key=lambda p: p[1]),
-                     "session_date": day.isoformat()}
+        logs[pid] = {"phases": sorted(phases, key=lambda p: p[1]), "session_date": day.isoformat()}
     return logs
 
 
@@ -106,8 +108,9 @@ def _phase_name(header) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name).strip("_")
 
 
-def read_stress_predict(root, on_error: str = "raise", errors: list | None = None
-                        ) -> tuple[Iterator[Recording], dict[str, dict]]:
+def read_stress_predict(
+    root, on_error: str = "raise", errors: list | None = None
+) -> tuple[Iterator[Recording], dict[str, dict]]:
     """Stress-Predict (Iqbal et al. 2022): 35 Empatica E4 sessions (`Raw_data/SXX/`).
 
     Returns (lazy iterator of Recordings, one per participant as `read_e4_session` gives,
@@ -162,16 +165,29 @@ def _stress_labels(folder: Path, log: dict | None) -> dict:
             raise DataError(folder, f"tag {t:.0f} lies outside the logged session")
         tags.append(t)
     hr = extras["hr"]
-    return {"phases": log["phases"], "session_date": log["session_date"], "tags": sorted(tags),
-            "tags_raw": extras["tags"],
-            "mean_hr": float(np.mean(hr)) if hr is not None else math.nan}
+    return {
+        "phases": log["phases"],
+        "session_date": log["session_date"],
+        "tags": sorted(tags),
+        "tags_raw": extras["tags"],
+        "mean_hr": float(np.mean(hr)) if hr is not None else math.nan,
+    }
 
 
 _PPG_BP_COLUMNS = {  # header prefix (lower case) -> label name
-    "subject_id": "id", "sex": "sex", "age": "age", "height": "height",
-    "weight": "weight", "systolic": "sbp", "diastolic": "dbp", "heart rate": "heart_rate",
-    "bmi": "bmi", "hypertension": "hypertension_stage", "diabetes": "diabetes",
-    "cerebral infarction": "cerebral_infarction", "cerebrovascular": "cerebrovascular_disease",
+    "subject_id": "id",
+    "sex": "sex",
+    "age": "age",
+    "height": "height",
+    "weight": "weight",
+    "systolic": "sbp",
+    "diastolic": "dbp",
+    "heart rate": "heart_rate",
+    "bmi": "bmi",
+    "hypertension": "hypertension_stage",
+    "diabetes": "diabetes",
+    "cerebral infarction": "cerebral_infarction",
+    "cerebrovascular": "cerebrovascular_disease",
 }
 PPG_BP_SAMPLES = 2100  # 2.1 s at 1 kHz
 
@@ -191,7 +207,7 @@ def _ppg_bp_table(path: Path) -> dict[str, dict]:
     if missing:
         raise DataError(path, f"header lacks columns for {missing}")
     table = {}
-    for i, row in enumerate(rows[head + 1:], start=head + 2):
+    for i, row in enumerate(rows[head + 1 :], start=head + 2):
         if all(v is None for v in row):
             continue
         cell = {name: row[j] for name, j in cols.items()}
@@ -210,8 +226,9 @@ def _ppg_bp_table(path: Path) -> dict[str, dict]:
         sid = str(int(sid))
         sex = str(cell["sex"]).strip().lower()
         if sex not in ("female", "f", "male", "m"):
-            raise DataError(path, f"row {i} (subject {sid}): sex {cell['sex']!r} is not "
-                                  "Female/Male")
+            raise DataError(
+                path, f"row {i} (subject {sid}): sex {cell['sex']!r} is not Female/Male"
+            )
         stage = str(cell["hypertension_stage"] or "").strip()
         if not stage:
             raise DataError(path, f"row {i} (subject {sid}): no hypertension stage")
@@ -247,13 +264,15 @@ def _read_ppg_bp_txt(path: Path, participant: str) -> Recording:
     check_finite(path, values, lambda r: f"value {r}")
     # Quirk: 231_1 and 231_2 hold 4,200 samples (4.2 s); they are kept whole.
     if len(values) not in (PPG_BP_SAMPLES, 2 * PPG_BP_SAMPLES):
-        raise DataError(path, f"{len(values)} samples, expected {PPG_BP_SAMPLES} (2.1 s at "
-                              "1 kHz): truncated?")
+        raise DataError(
+            path, f"{len(values)} samples, expected {PPG_BP_SAMPLES} (2.1 s at 1 kHz): truncated?"
+        )
     return Recording(participant, path.stem, values, 1000.0, str(path), ("ppg",))
 
 
-def read_ppg_bp(root, on_error: str = "raise", errors: list | None = None
-                ) -> tuple[Iterator[Recording], dict[str, dict]]:
+def read_ppg_bp(
+    root, on_error: str = "raise", errors: list | None = None
+) -> tuple[Iterator[Recording], dict[str, dict]]:
     """PPG-BP (Liang et al. 2018): finger PPG, raw ADC at 1 kHz, 3 x 2.1 s per subject.
 
     Returns (lazy iterator of Recordings, one per `0_subject/<id>_<n>.txt`, participant =
@@ -278,8 +297,11 @@ def read_ppg_bp(root, on_error: str = "raise", errors: list | None = None
         if m is None:
             attempt(lambda p=path: _raise(p, "not named <subject>_<n>.txt"), on_error, errors)
         elif m[1] not in table:
-            attempt(lambda p=path, s=m[1]: _raise(p, f"subject {s} is not in the spreadsheet"),
-                     on_error, errors)
+            attempt(
+                lambda p=path, s=m[1]: _raise(p, f"subject {s} is not in the spreadsheet"),
+                on_error,
+                errors,
+            )
         else:
             files.append((int(m[1]), int(m[2]), path))
             seen.add(m[1])
@@ -302,8 +324,9 @@ def _raise(path, problem):
 CINC_RHYTHMS = {"N": "normal", "A": "atrial fibrillation", "O": "other rhythm", "~": "noisy"}
 
 
-def read_cinc2017(root, on_error: str = "raise", errors: list | None = None
-                  ) -> tuple[Iterator[Recording], dict[str, dict]]:
+def read_cinc2017(
+    root, on_error: str = "raise", errors: list | None = None
+) -> tuple[Iterator[Recording], dict[str, dict]]:
     """PhysioNet/CinC 2017: single-lead AliveCor ECG, WFDB + MATLAB v4, 300 Hz, in mV.
 
     Returns (lazy iterator of Recordings, one per record, participant = recording = record
@@ -327,18 +350,27 @@ def read_cinc2017(root, on_error: str = "raise", errors: list | None = None
     table = {}
     for i, (rec, label) in enumerate(zip(df[0].str.strip(), df[1].str.strip(), strict=True)):
         if not re.fullmatch(r"[A-Za-z0-9_]+", rec) or label not in CINC_RHYTHMS:
-            raise DataError(ref, f"line {i + 1}: bad record {rec!r} or label {label!r} "
-                                 f"(labels are {sorted(CINC_RHYTHMS)})")
+            raise DataError(
+                ref,
+                f"line {i + 1}: bad record {rec!r} or label {label!r} "
+                f"(labels are {sorted(CINC_RHYTHMS)})",
+            )
         if rec in table:
             raise DataError(ref, f"line {i + 1}: duplicate record {rec}")
         table[rec] = {"rhythm": label, "af": label == "A"}
     on_disk = {p.stem: p for p in root.glob("*.hea")}
     for rec in sorted(set(on_disk) - set(table)):
-        attempt(lambda r=rec: _raise(on_disk[r], "record has no label in REFERENCE.csv"),
-                 on_error, errors)
+        attempt(
+            lambda r=rec: _raise(on_disk[r], "record has no label in REFERENCE.csv"),
+            on_error,
+            errors,
+        )
     for rec in sorted(set(table) - set(on_disk)):
-        attempt(lambda r=rec: _raise(root / f"{r}.hea", "labelled in REFERENCE.csv but "
-                                                         "missing"), on_error, errors)
+        attempt(
+            lambda r=rec: _raise(root / f"{r}.hea", "labelled in REFERENCE.csv but missing"),
+            on_error,
+            errors,
+        )
 
     def read(hea: Path) -> Recording:
         with as_data_error(hea):
@@ -354,5 +386,3 @@ def read_cinc2017(root, on_error: str = "raise", errors: list | None = None
                 yield out
 
     return recordings(), table
-
-

@@ -734,8 +734,9 @@ def _motion_bursts(motion, us, tt, seconds):
         return m_rows, None, None
     mu = us[m_rows]
     dur = 2.0 + 8.0 * mu[:, 8]  # 2-10 s, anywhere in the segment
-    burst = _burst(tt, mu[:, 9] * np.maximum(seconds - dur, 0.0), dur,
-                   0.5 + 3.5 * mu[:, 10:13], mu[:, 13:16])
+    burst = _burst(
+        tt, mu[:, 9] * np.maximum(seconds - dur, 0.0), dur, 0.5 + 3.5 * mu[:, 10:13], mu[:, 13:16]
+    )
     return m_rows, mu, burst
 
 
@@ -776,8 +777,15 @@ def _ppg_day(p, index, wear):
     n, c = len(index), MAX_PPG_CHANNELS
     if wear is None:
         one, zero = np.ones(n), np.zeros(n)
-        return {"ac": one, "crest_shift": zero, "width_scale": one, "refl_shift": zero,
-                "gain": np.ones((n, c)), "offset": np.ones((n, c)), "delay": np.zeros((n, c))}
+        return {
+            "ac": one,
+            "crest_shift": zero,
+            "width_scale": one,
+            "refl_shift": zero,
+            "gain": np.ones((n, c)),
+            "offset": np.ones((n, c)),
+            "delay": np.zeros((n, c)),
+        }
     z = np.concatenate(_box_muller(wear[:, :_W_PAIRS], wear[:, _W_PAIRS : 2 * _W_PAIRS]), axis=1)
     contact = wear[:, 2 * _W_PAIRS]
     temp = z[:, 0]
@@ -819,10 +827,18 @@ def _ppg_shape(p, index, hr, z, day=None):
     delta_t = p["height"][index] / 100.0 / si  # s, systolic peak to reflected wave
     day = _ppg_day(p, index, None) if day is None else day
     crest = np.maximum(p["ppg_crest"][index] + 0.0004 * (age - 45.0) + day["crest_shift"], 0.08)
-    sys_width = (p["ppg_sys_width"][index] * (1.0 + 0.006 * (bmi - 25.0))
-                 * np.exp(0.04 * z[:, 2]) * day["width_scale"])
-    refl_amp = (p["ppg_refl_amp"][index] * np.exp(0.08 * z[:, 1]) + 0.03 * (si - 6.5)
-                + 0.05 * htn + day["refl_shift"])
+    sys_width = (
+        p["ppg_sys_width"][index]
+        * (1.0 + 0.006 * (bmi - 25.0))
+        * np.exp(0.04 * z[:, 2])
+        * day["width_scale"]
+    )
+    refl_amp = (
+        p["ppg_refl_amp"][index] * np.exp(0.08 * z[:, 1])
+        + 0.03 * (si - 6.5)
+        + 0.05 * htn
+        + day["refl_shift"]
+    )
     refl_amp = np.clip(refl_amp, 0.15, 0.95)
     # The reflected wave disperses on its way: wider the longer its trip.
     refl_width = p["ppg_refl_width"][index] * np.sqrt(delta_t / 0.2)

@@ -221,7 +221,10 @@ def summary_sentence(rows, targets=None) -> str:
         parts.append(
             f"on {t} {label} {r['embedding']['value']:.3f} against {best['value']:.3f} "
             f"({base}), a difference of {_signed(d['value'])} "
-            f"[{_signed(d['low'])}, {_signed(d['high'])}] ({d['verdict']})")
+            f"[{_signed(d['low'])}, {_signed(d['high'])}] ({d['verdict']})"
+        )
     seeds = max((r["n_seeds"] for r in rows), default=0)
-    return (f"Pretrained embedding against the best untrained encoder (the best of {seeds} "
-            "random-init seeds or the run's own initialization): " + "; ".join(parts) + ".")
+    return (
+        f"Pretrained embedding against the best untrained encoder (the best of {seeds} "
+        "random-init seeds or the run's own initialization): " + "; ".join(parts) + "."
+    )

@@ -29,8 +29,15 @@ from ahms_fm.evaluation import embeddings, parquet
 CHUNK_WINDOWS = 1024  # windows gathered from many recordings, then embedded together
 
 
-def embed_folder(encoder: embeddings.Encoder, root, spec, *, on_error: str = "raise",
-                 batch_size: int = 256, progress: bool = True):
+def embed_folder(
+    encoder: embeddings.Encoder,
+    root,
+    spec,
+    *,
+    on_error: str = "raise",
+    batch_size: int = 256,
+    progress: bool = True,
+):
     """(table, summary) of every window of the recordings `spec` (a `ByoSpec`, dict or JSON
     path) finds under `root`, embedded by `encoder`; the summary counts rejections by
     reason, lists recordings too short for a window and files skipped (`on_error="skip"`)."""
@@ -46,8 +53,14 @@ def embed_folder(encoder: embeddings.Encoder, root, spec, *, on_error: str = "ra
     pad = config.preprocess.get("max_pad_fraction", 0.0)
     errors: list = []
     rows, windows, parts = [], [], []
-    summary = {"recordings": 0, "windows": 0, "kept": 0, "rejected": dict.fromkeys(REASONS, 0),
-               "too_short": [], "errors": errors}
+    summary = {
+        "recordings": 0,
+        "windows": 0,
+        "kept": 0,
+        "rejected": dict.fromkeys(REASONS, 0),
+        "too_short": [],
+        "errors": errors,
+    }
     bar = tqdm(unit="recording", desc="embed", disable=not progress)
 
     def flush():
@@ -71,10 +84,17 @@ def embed_folder(encoder: embeddings.Encoder, root, spec, *, on_error: str = "ra
         for r in s.reason[s.reason != ""]:
             summary["rejected"][str(r)] += 1
         for i in np.flatnonzero(s.kept):
-            rows.append({"participant": rec.participant, "recording": rec.recording,
-                         "segment": int(i), "offset_s": float(s.offset_s[i]),
-                         "pad_s": float(s.pad_s[i]), "heart_rate": float(s.heart_rate[i]),
-                         "quality": float(s.quality[i])})
+            rows.append(
+                {
+                    "participant": rec.participant,
+                    "recording": rec.recording,
+                    "segment": int(i),
+                    "offset_s": float(s.offset_s[i]),
+                    "pad_s": float(s.pad_s[i]),
+                    "heart_rate": float(s.heart_rate[i]),
+                    "quality": float(s.quality[i]),
+                }
+            )
         windows.append(s.signal[s.kept])
         if sum(len(w) for w in windows) >= CHUNK_WINDOWS:
             flush()
@@ -83,24 +103,49 @@ def embed_folder(encoder: embeddings.Encoder, root, spec, *, on_error: str = "ra
     bar.close()
     summary["kept"] = len(rows)
     summary["rejected"]["too_short"] += len(summary["too_short"])
-    table = pd.DataFrame(rows, columns=["participant", "recording", "segment", "offset_s",
-                                        "pad_s", "heart_rate", "quality"])
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "participant",
+            "recording",
+            "segment",
+            "offset_s",
+            "pad_s",
+            "heart_rate",
+            "quality",
+        ],
+    )
     z = np.concatenate(parts) if parts else np.zeros((0, encoder.embed_dim), np.float32)
     table["embedding"] = list(z)
     return table, summary
 
 
-def embed_dataset(encoder: embeddings.Encoder, path, splits=dataset.SPLITS, *,
-                  batch_size: int = 256, progress: bool = True):
+def embed_dataset(
+    encoder: embeddings.Encoder,
+    path,
+    splits=dataset.SPLITS,
+    *,
+    batch_size: int = 256,
+    progress: bool = True,
+):
     """(table, summary) of every record of a prepared dataset's `splits`."""
     import pandas as pd
 
-    tables = [embeddings.embed_split(encoder, dataset.load_split(path, s),
-                                     batch_size=batch_size, progress=progress) for s in splits]
+    tables = [
+        embeddings.embed_split(
+            encoder, dataset.load_split(path, s), batch_size=batch_size, progress=progress
+        )
+        for s in splits
+    ]
     table = pd.concat(tables, ignore_index=True)
     meta = dataset.load_metadata(path)
-    return table, {"dataset": str(path), "splits": list(splits), "windows": len(table),
-                   "kept": len(table), "ingestion": meta.get("summary", {})}
+    return table, {
+        "dataset": str(path),
+        "splits": list(splits),
+        "windows": len(table),
+        "kept": len(table),
+        "ingestion": meta.get("summary", {}),
+    }
 
 
 def format_summary(summary: dict, out) -> str:
@@ -108,14 +153,18 @@ def format_summary(summary: dict, out) -> str:
     lines = [f"embeddings: {out} ({summary['kept']} windows)"]
     if "recordings" in summary:
         rejected = {r: n for r, n in summary["rejected"].items() if n}
-        lines.append(f"recordings read: {summary['recordings']}  windows: "
-                     f"{summary['windows']}  kept: {summary['kept']}")
+        lines.append(
+            f"recordings read: {summary['recordings']}  windows: "
+            f"{summary['windows']}  kept: {summary['kept']}"
+        )
         if rejected:
             lines.append("rejected: " + ", ".join(f"{r} {n}" for r, n in rejected.items()))
         if summary["too_short"]:
             shown = ", ".join(summary["too_short"][:10])
-            lines.append(f"recordings shorter than one window ({len(summary['too_short'])}): "
-                         f"{shown}{' ...' if len(summary['too_short']) > 10 else ''}")
+            lines.append(
+                f"recordings shorter than one window ({len(summary['too_short'])}): "
+                f"{shown}{' ...' if len(summary['too_short']) > 10 else ''}"
+            )
         if summary["errors"]:
             lines.append(f"files skipped: {len(summary['errors'])}")
             lines += [f"  {p}: {why}" for p, why in summary["errors"]]
@@ -127,25 +176,33 @@ def parser():
     import argparse
 
     p = argparse.ArgumentParser(
-        prog="ahms-fm embed", description="A checkpoint's embeddings of a folder of "
+        prog="ahms-fm embed",
+        description="A checkpoint's embeddings of a folder of "
         "recordings (or of a dataset) -> Parquet, with a summary of what was rejected and why.",
         epilog="examples:\n  ahms-fm embed --checkpoint runs/ecg --folder exams --spec "
         "exams/cohort.json --out exams.parquet\n  ahms-fm embed --checkpoint runs/demo "
         "--dataset datasets/synthetic_ppg/p1000_s8_seed0_20s_64hz_4ch_v2/1.0.0 --splits test "
-        "--out test.parquet", formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True,
-                   help="A run's workdir, its checkpoints/ or one step folder.")
+        "--out test.parquet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="A run's workdir, its checkpoints/ or one step folder."
+    )
     p.add_argument("--step", type=int, help="Which checkpoint (default: the latest).")
     p.add_argument("--which", default="teacher", choices=["teacher", "student"])
     p.add_argument("--folder", help="A folder of recordings (with --spec) ...")
-    p.add_argument("--spec", help="... described by this bring-your-own spec (JSON; "
-                   "docs/data.md).")
+    p.add_argument("--spec", help="... described by this bring-your-own spec (JSON; docs/data.md).")
     p.add_argument("--dataset", help="Or: a prepared dataset folder (every record of --splits).")
-    p.add_argument("--splits", default=",".join(dataset.SPLITS),
-                   help="The dataset's splits, comma-separated.")
+    p.add_argument(
+        "--splits", default=",".join(dataset.SPLITS), help="The dataset's splits, comma-separated."
+    )
     p.add_argument("--out", required=True, help="The Parquet file to write.")
-    p.add_argument("--on_error", default="raise", choices=["raise", "skip"],
-                   help="A file that cannot be read: stop, or skip it and list it.")
+    p.add_argument(
+        "--on_error",
+        default="raise",
+        choices=["raise", "skip"],
+        help="A file that cannot be read: stop, or skip it and list it.",
+    )
     p.add_argument("--batch_size", type=int, default=256, help="Windows per forward pass.")
     return p
 
@@ -166,16 +223,19 @@ def run(argv=None) -> int:
     logging.set_verbosity(logging.WARNING)
     encoder = embeddings.load_encoder(args.checkpoint, which=args.which, step=args.step)
     if args.folder:
-        table, summary = embed_folder(encoder, args.folder, args.spec, on_error=args.on_error,
-                                      batch_size=args.batch_size)
-        source = {"folder": str(Path(args.folder).resolve()),
-                  "spec": dataclasses.asdict(readers.ByoSpec.from_json(args.spec))}
+        table, summary = embed_folder(
+            encoder, args.folder, args.spec, on_error=args.on_error, batch_size=args.batch_size
+        )
+        source = {
+            "folder": str(Path(args.folder).resolve()),
+            "spec": dataclasses.asdict(readers.ByoSpec.from_json(args.spec)),
+        }
     else:
         wanted = [s.strip() for s in args.splits.split(",") if s.strip()]
-        table, summary = embed_dataset(encoder, args.dataset, wanted,
-                                       batch_size=args.batch_size)
+        table, summary = embed_dataset(encoder, args.dataset, wanted, batch_size=args.batch_size)
         source = {"dataset": str(Path(args.dataset).resolve())}
-    parquet.write_embeddings(table, args.out, metadata={**encoder.describe(), **source,
-                                                        "summary": summary})
+    parquet.write_embeddings(
+        table, args.out, metadata={**encoder.describe(), **source, "summary": summary}
+    )
     print(format_summary(summary, args.out))
     return 0

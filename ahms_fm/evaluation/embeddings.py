@@ -38,10 +38,24 @@ from ahms_fm.evaluation.parquet import (
 )
 
 __all__ = [  # noqa: RUF022 (by kind)
-    "embed", "embed_split", "Embedded", "check_channels",
-    "Encoder", "load_encoder", "random_encoder", "calibrate_batch_norm", "config_from_json",
-    "WHICH", "find_checkpoint", "list_checkpoints", "read_info",
-    "METADATA_KEY", "embedding_matrix", "json_default", "read_embeddings", "write_embeddings",
+    "embed",
+    "embed_split",
+    "Embedded",
+    "check_channels",
+    "Encoder",
+    "load_encoder",
+    "random_encoder",
+    "calibrate_batch_norm",
+    "config_from_json",
+    "WHICH",
+    "find_checkpoint",
+    "list_checkpoints",
+    "read_info",
+    "METADATA_KEY",
+    "embedding_matrix",
+    "json_default",
+    "read_embeddings",
+    "write_embeddings",
 ]
 
 
@@ -71,8 +85,9 @@ class _RecordReader:
         """Signals of records lo..hi-1 (if asked); their fields go into `columns`."""
         out = np.empty((hi - lo, *self.shape), self.dtype) if signals else None
         for j in range(hi - lo):  # one by one: the batched read's threads cost more here
-            x, values = dataset.parse_record(self.source[lo + j], self.shape, self.dtype,
-                                             fields=COLUMNS, signal=signals)
+            x, values = dataset.parse_record(
+                self.source[lo + j], self.shape, self.dtype, fields=COLUMNS, signal=signals
+            )
             if signals:
                 out[j] = x
             for k, v in values.items():
@@ -100,15 +115,17 @@ def embed_split(encoder: Encoder, split, *, batch_size: int = 256, progress: boo
 
     encoder.spec.check_matches(split.spec, f"{split.path} [{split.name}]")
     reader = _RecordReader(split)
-    z = encoder._embed(len(split), reader.read, reader.dtype, batch_size, progress,
-                       desc=f"embed {split.name}")
+    z = encoder._embed(
+        len(split), reader.read, reader.dtype, batch_size, progress, desc=f"embed {split.name}"
+    )
     columns = reader.finish()
     table = pd.DataFrame({k: columns[k] for k in ("participant", "participant_index")})
     table["split"] = split.name
     for k in COLUMNS:
         table[k] = columns[k]
-    table = table.astype({k: "str" if t is str else t for k, t in COLUMNS.items()}
-                         | {"split": "str"})
+    table = table.astype(
+        {k: "str" if t is str else t for k, t in COLUMNS.items()} | {"split": "str"}
+    )
     table["embedding"] = list(z)
     return table
 
@@ -144,20 +161,24 @@ class Embedded:
 def _as_recordings(signals, sample_rate) -> list[Recording]:
     """A Recording, a raw array [time, channels] or [time] (a list of numbers is one), or
     a list of them."""
-    if isinstance(signals, (list, tuple)) and signals and all(
-            isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in signals):
+    if (
+        isinstance(signals, (list, tuple))
+        and signals
+        and all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in signals)
+    ):
         signals = np.asarray(signals, np.float64)  # one recording, not one per number
-    one = isinstance(signals, Recording) or (isinstance(signals, np.ndarray)
-                                             and signals.ndim <= 2)
+    one = isinstance(signals, Recording) or (isinstance(signals, np.ndarray) and signals.ndim <= 2)
     items = [signals] if one else list(signals)
     out = []
     for i, s in enumerate(items):
         name = "signals" if one else f"signals[{i}]"
         if isinstance(s, Recording):
             if sample_rate is not None and sample_rate != s.sample_rate:
-                raise ValueError(f"{name} ({s.source}) is a Recording at "
-                                 f"{s.sample_rate:g} Hz; sample_rate={sample_rate} is for "
-                                 "raw arrays only")
+                raise ValueError(
+                    f"{name} ({s.source}) is a Recording at "
+                    f"{s.sample_rate:g} Hz; sample_rate={sample_rate} is for "
+                    "raw arrays only"
+                )
             out.append(s)
             continue
         try:
@@ -165,15 +186,26 @@ def _as_recordings(signals, sample_rate) -> list[Recording]:
         except (ValueError, TypeError) as e:
             raise ValueError(f"{name} is not an array of numbers ({e})") from None
         if x.dtype.kind not in "biuf":
-            raise ValueError(f"{name} has dtype {x.dtype}: give real numbers (a [time, "
-                             "channels] float array), not text or objects")
+            raise ValueError(
+                f"{name} has dtype {x.dtype}: give real numbers (a [time, "
+                "channels] float array), not text or objects"
+            )
         if x.ndim > 2:
-            raise ValueError(f"{name} has shape {x.shape}: give a [time, channels] "
-                             "array per recording (a list for several)")
+            raise ValueError(
+                f"{name} has shape {x.shape}: give a [time, channels] "
+                "array per recording (a list for several)"
+            )
         if sample_rate is None:
             raise ValueError("sample_rate (Hz) is required with raw arrays")
-        out.append(Recording(participant="", recording=name, signal=x,
-                             sample_rate=float(sample_rate), source=name))
+        out.append(
+            Recording(
+                participant="",
+                recording=name,
+                signal=x,
+                sample_rate=float(sample_rate),
+                source=name,
+            )
+        )
     return out
 
 
@@ -192,8 +224,11 @@ def check_channels(rec: Recording, spec: ModalitySpec, encoder) -> None:
     hint = ""
     if len(shape) == 2 and shape[0] == spec.channels and shape[1] > shape[0]:
         hint = f"; it looks like [channels, time] {shape}: pass its transpose (x.T)"
-    raise DataError(rec.source, f"{channels} channel(s), but the checkpoint "
-                    f"{encoder.source} expects {_describe_spec(spec)}{hint}")
+    raise DataError(
+        rec.source,
+        f"{channels} channel(s), but the checkpoint "
+        f"{encoder.source} expects {_describe_spec(spec)}{hint}",
+    )
 
 
 def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
@@ -209,10 +244,12 @@ def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
     if parts and not any(s.kept.any() for s in parts):
         why = [f"{n} windows rejected ({r})" for r, n in sorted(reasons.items())]
         if short:
-            why.append(f"{len(short)} recording(s) shorter than one {spec.window_seconds:g} s "
-                       f"window ({', '.join(short[:5])}{', ...' if len(short) > 5 else ''}); "
-                       "the checkpoint's preprocess.max_pad_fraction decides whether short "
-                       "ones are padded")
+            why.append(
+                f"{len(short)} recording(s) shorter than one {spec.window_seconds:g} s "
+                f"window ({', '.join(short[:5])}{', ...' if len(short) > 5 else ''}); "
+                "the checkpoint's preprocess.max_pad_fraction decides whether short "
+                "ones are padded"
+            )
         warnings.warn("nothing was embedded: " + "; ".join(why), stacklevel=3)
     lo, hi = PLAUSIBLE_BPM
     suspects: dict[float, list] = {}  # declared rate -> (name, period) of implausible ones
@@ -241,7 +278,9 @@ def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
         warnings.warn(
             f"{who}: beats every {period:.0f} samples, {60.0 * rate / period:.0f} bpm at the "
             f"declared {rate:g} Hz: implausible; is the sampling rate right? At {likely} Hz "
-            f"they would be {60.0 * likely / period:.0f} bpm", stacklevel=3)
+            f"they would be {60.0 * likely / period:.0f} bpm",
+            stacklevel=3,
+        )
 
 
 def _nearest_resting(period: float) -> int | None:
@@ -265,16 +304,23 @@ def _beat_period(signal, spec: ModalitySpec, seconds: float = 30.0) -> float | N
         part = x[: int(seconds * r)]
         if len(part) < 2 * r or not np.isfinite(part).all():
             continue
-        y = bandpass(resample(part, r, spec.sample_rate), spec.sample_rate, spec.band_hz,
-                     spec.filter_order)
+        y = bandpass(
+            resample(part, r, spec.sample_rate), spec.sample_rate, spec.band_hz, spec.filter_order
+        )
         bpm, periodicity = estimate_heart_rate(y[None], spec.sample_rate, spec.modality)
         if np.isfinite(bpm[0]) and periodicity[0] >= best[0]:
             best = (float(periodicity[0]), 60.0 * r / float(bpm[0]))
     return best[1]
 
 
-def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str = "teacher",
-          batch_size: int = 256) -> Embedded:
+def embed(
+    checkpoint,
+    signals,
+    *,
+    sample_rate: float | None = None,
+    which: str = "teacher",
+    batch_size: int = 256,
+) -> Embedded:
     """Embed recordings with a checkpoint's encoder (a path, or an `Encoder`).
 
     `signals`: a `Recording`, a raw `[time, channels]` array (with `sample_rate`),
@@ -286,8 +332,9 @@ def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str =
     come at a heart rate implausible for the declared sampling rate, naming
     the common rate at which they would be nearest 70 bpm.
     """
-    encoder = checkpoint if isinstance(checkpoint, Encoder) else load_encoder(checkpoint,
-                                                                              which=which)
+    encoder = (
+        checkpoint if isinstance(checkpoint, Encoder) else load_encoder(checkpoint, which=which)
+    )
     spec, config = encoder.spec, encoder.config
     quality = QualitySpec.from_config(config)
     recordings = _as_recordings(signals, sample_rate)
@@ -296,8 +343,13 @@ def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str =
     for rec in recordings:
         check_channels(rec, spec, encoder)
         parts.append(segment_recording(rec, spec, quality, config.preprocess.hop_seconds, pad))
-    _warn_about([r.recording for r in recordings], parts,
-                [r.sample_rate for r in recordings], [r.signal for r in recordings], spec)
+    _warn_about(
+        [r.recording for r in recordings],
+        parts,
+        [r.sample_rate for r in recordings],
+        [r.signal for r in recordings],
+        spec,
+    )
     counts = [len(s.reason) for s in parts]
     reason = _concat([s.reason for s in parts], "<U10")
     windows = _concat([s.signal[s.kept] for s in parts], np.float32, encoder.spec_shape)
@@ -308,7 +360,8 @@ def embed(checkpoint, signals, *, sample_rate: float | None = None, which: str =
         offset_s=_concat([s.offset_s for s in parts], np.float64),
         heart_rate=_concat([s.heart_rate for s in parts], np.float64),
         quality=_concat([s.quality for s in parts], np.float64),
-        reason=reason, kept=reason == "",
+        reason=reason,
+        kept=reason == "",
         names=[r.recording for r in recordings],
         too_short=np.array([s.too_short for s in parts], bool),
         encoder=f"{encoder.source} ({encoder.which}, step {encoder.step})",

@@ -54,8 +54,9 @@ class Encoder:
     step: int  # checkpoint step (0 for random)
     which: str  # "teacher" | "student" | "random"
     source: str  # checkpoint path or "random(seed=...)"
-    _placed: dict = dataclasses.field(default_factory=dict, init=False, repr=False,
-                                      compare=False)  # mesh -> (forward, params, stats)
+    _placed: dict = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )  # mesh -> (forward, params, stats)
 
     @property
     def embed_dim(self) -> int:
@@ -68,20 +69,33 @@ class Encoder:
 
     def describe(self) -> dict:
         """What produced these embeddings: the metadata `write_embeddings` stores."""
-        return {"checkpoint": self.source, "step": self.step, "which": self.which,
-                "modality_spec": self.spec.to_dict()}
+        return {
+            "checkpoint": self.source,
+            "step": self.step,
+            "which": self.which,
+            "modality_spec": self.spec.to_dict(),
+        }
 
     def embed_windows(self, x, batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Preprocessed windows `[n, time, channels]` -> embeddings `[n, embed_dim]` float32."""
         x = np.asarray(x)
         want = self.spec_shape
         if x.ndim != 3 or x.shape[1:] != want:
-            raise ValueError(f"windows must be [n, {want[0]}, {want[1]}] for this encoder "
-                             f"({_describe_spec(self.spec)}); got shape {x.shape}")
+            raise ValueError(
+                f"windows must be [n, {want[0]}, {want[1]}] for this encoder "
+                f"({_describe_spec(self.spec)}); got shape {x.shape}"
+            )
         return self._embed(len(x), lambda lo, hi: x[lo:hi], x.dtype, batch_size, progress)
 
-    def _embed(self, n: int, read: Callable[[int, int], np.ndarray], dtype, batch_size: int,
-               progress: bool, desc: str = "embed") -> np.ndarray:
+    def _embed(
+        self,
+        n: int,
+        read: Callable[[int, int], np.ndarray],
+        dtype,
+        batch_size: int,
+        progress: bool,
+        desc: str = "embed",
+    ) -> np.ndarray:
         """Embeddings of rows [0, n), where `read(lo, hi)` gives rows lo..hi-1 (of `dtype`,
         cast to float32 on the devices) on the host.
 
@@ -96,13 +110,17 @@ class Encoder:
         first, share = mine.start, mine.stop - mine.start
         sharding = NamedSharding(mesh, P("data"))
         forward, params, stats = self._on(mesh)
-        bar = tqdm(total=n, unit="window", desc=f"{desc} ({self.which})",
-                   disable=not progress or jax.process_index() > 0)
+        bar = tqdm(
+            total=n,
+            unit="window",
+            desc=f"{desc} ({self.which})",
+            disable=not progress or jax.process_index() > 0,
+        )
 
         def fetch(pending):  # the real rows are the batch's first ones
             start, z = pending
             take = min(batch, n - start)
-            out[start:start + take] = multihost_utils.process_allgather(z, tiled=True)[:take]
+            out[start : start + take] = multihost_utils.process_allgather(z, tiled=True)[:take]
             bar.update(take)
 
         pending = None
@@ -110,7 +128,7 @@ class Encoder:
             lo, hi = min(start + first, n), min(start + first + share, n)
             local = np.zeros((share, *self.spec_shape), dtype)  # zero rows pad the batch
             if hi > lo:
-                local[:hi - lo] = read(lo, hi)
+                local[: hi - lo] = read(lo, hi)
             x = to_global({"x": local}, sharding)["x"]
             z = forward(params, stats, x)  # asynchronous
             if pending is not None:  # the previous batch ran while this one was read
@@ -129,8 +147,10 @@ class Encoder:
 
 
 def _describe_spec(spec: ModalitySpec) -> str:
-    return (f"{spec.channels} {spec.modality} channel(s) at {spec.sample_rate:g} Hz, "
-            f"{spec.window_seconds:g} s windows")
+    return (
+        f"{spec.channels} {spec.modality} channel(s) at {spec.sample_rate:g} Hz, "
+        f"{spec.window_seconds:g} s windows"
+    )
 
 
 def _padded_batch(n: int, batch_size: int, devices: int) -> int:
@@ -160,8 +180,9 @@ def _sharded_forward(model: StudentGraph, mesh):
         def forward(params, stats, x):
             return model.embed(params, stats, x.astype(jnp.float32)).astype(jnp.float32)
 
-        _FORWARDS[key] = jax.jit(forward, in_shardings=(replicated, replicated, batch),
-                                 out_shardings=batch)
+        _FORWARDS[key] = jax.jit(
+            forward, in_shardings=(replicated, replicated, batch), out_shardings=batch
+        )
     return _FORWARDS[key]
 
 
@@ -208,25 +229,40 @@ def load_encoder(path, *, which: str = "teacher", step: int | None = None) -> En
     step_dir = checkpoint.find_checkpoint(path, step)
     info = checkpoint.read_info(step_dir)
     config = config_from_json(info["config"])
-    spec = (ModalitySpec.from_dict(info["modality_spec"]) if "modality_spec" in info
-            else ModalitySpec.from_config(config))
+    spec = (
+        ModalitySpec.from_dict(info["modality_spec"])
+        if "modality_spec" in info
+        else ModalitySpec.from_config(config)
+    )
     model, params, stats = _architecture(config)
     keys = ("teacher_params", "teacher_stats") if which == "teacher" else ("params", "stats")
     state_dir = step_dir / "state"
     checkpointer = ocp.PyTreeCheckpointer()
     saved = checkpointer.metadata(state_dir).item_metadata.tree
     if which == "teacher" and not jax.tree.leaves(saved.get("teacher_params", {})):
-        raise ValueError(f"{step_dir}: this run has no teacher (teacher.kind = "
-                         f"{config.teacher.kind!r}, e.g. the SimCLR variant): use "
-                         "which=\"student\"")
+        raise ValueError(
+            f"{step_dir}: this run has no teacher (teacher.kind = "
+            f"{config.teacher.kind!r}, e.g. the SimCLR variant): use "
+            'which="student"'
+        )
     # Only these two subtrees are read: the optimizer state is never loaded.
     item = {keys[0]: params, keys[1]: stats}
     as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-    restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=item, restore_args=as_numpy, partial_restore=True))
+    restored = checkpointer.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(item=item, restore_args=as_numpy, partial_restore=True),
+    )
     checkpoint.verify(restored, info.get("checksums"), str(step_dir), partial=True)
-    return Encoder(config, spec, model, restored[keys[0]], restored[keys[1]],
-                   step=int(step_dir.name), which=which, source=str(step_dir))
+    return Encoder(
+        config,
+        spec,
+        model,
+        restored[keys[0]],
+        restored[keys[1]],
+        step=int(step_dir.name),
+        which=which,
+        source=str(step_dir),
+    )
 
 
 @functools.cache
@@ -240,8 +276,16 @@ def random_encoder(config, seed: int = 0) -> Encoder:
     """The same architecture, freshly initialized with `seed`: the random-init baseline."""
     model, _, _ = _architecture(config)
     params, stats = jax.device_get(_init_fn(config.to_json_best_effort())(jax.random.key(seed)))
-    return Encoder(config, ModalitySpec.from_config(config), model, params, stats, step=0,
-                   which="random", source=f"random(seed={seed})")
+    return Encoder(
+        config,
+        ModalitySpec.from_config(config),
+        model,
+        params,
+        stats,
+        step=0,
+        which="random",
+        source=f"random(seed={seed})",
+    )
 
 
 def calibrate_batch_norm(encoder: Encoder, windows, *, passes: int = 40) -> Encoder:
@@ -259,8 +303,9 @@ def calibrate_batch_norm(encoder: Encoder, windows, *, passes: int = 40) -> Enco
     stats = encoder.stats
     for _ in range(passes):
         stats = one_pass(encoder.params, stats, encoder.model.other, x)
-    return dataclasses.replace(encoder, stats=jax.device_get(stats),
-                               source=f"{encoder.source}, batch norm calibrated")
+    return dataclasses.replace(
+        encoder, stats=jax.device_get(stats), source=f"{encoder.source}, batch norm calibrated"
+    )
 
 
 _CALIBRATION_PASSES = {}  # graph definition -> jitted pass

@@ -57,8 +57,14 @@ def feature_names(channels: int, band_edges) -> list[str]:
     """Column names of `handcrafted_features` for `channels` channels and these band edges."""
     bands = [f"power_{lo:g}-{hi:g}hz" for lo, hi in itertools.pairwise(band_edges)]
     stats = [
-        "skew", "kurtosis", *(f"p{q}" for q in _PERCENTILES), "mean_abs_diff",
-        "zero_cross_hz", "dominant_hz", *bands, "spectral_entropy",
+        "skew",
+        "kurtosis",
+        *(f"p{q}" for q in _PERCENTILES),
+        "mean_abs_diff",
+        "zero_cross_hz",
+        "dominant_hz",
+        *bands,
+        "spectral_entropy",
     ]
     return [*BEAT_FEATURES, *(f"{s}_ch{c}" for c in range(channels) for s in stats)]
 
@@ -120,8 +126,9 @@ def detect_beats(
         k = np.arange(-max(1, round(slope_seconds * sample_rate / 2)), 0)
         k = np.concatenate([k, [0], -k[::-1]])
         slope = np.convolve(x, k[::-1] / np.sum(k * k), mode="same")
-        near = np.clip(peaks[:, None] - np.arange(round(upstroke_seconds * sample_rate), -1, -1),
-                       0, len(x) - 1)
+        near = np.clip(
+            peaks[:, None] - np.arange(round(upstroke_seconds * sample_rate), -1, -1), 0, len(x) - 1
+        )
         beats = np.unique(near[np.arange(len(peaks)), np.argmax(slope[near], axis=1)])
         return _refine(slope, beats[beats > 0])  # at 0: the upstroke began before the window
     near = np.clip(peaks[:, None] + np.arange(-half, half + 2), 0, len(x) - 1)
@@ -279,18 +286,30 @@ def handcrafted_features(
         if not finite.all():  # (not in place: x may be a view of `windows`)
             x = np.where(finite[:, None, None], x, np.float32(0.0))
         stats = _channel_statistics(x, sample_rate, edges)
-        beats = np.stack([
-            beat_features(
-                detect_beats(
-                    w, sample_rate, modality, max_bpm=max_bpm, min_prominence=min_prominence,
-                    reference_bpm=reference_bpm, upstroke_seconds=upstroke_seconds,
-                    slope_seconds=slope_seconds, qrs_seconds=qrs_seconds,
-                ),
-                sample_rate, length, min_rr_s=min_rr_s, max_rr_s=max_rr_s,
-                max_rr_deviation=max_rr_deviation, min_beats=min_beats,
-            )
-            for w in x[:, 0]
-        ])
+        beats = np.stack(
+            [
+                beat_features(
+                    detect_beats(
+                        w,
+                        sample_rate,
+                        modality,
+                        max_bpm=max_bpm,
+                        min_prominence=min_prominence,
+                        reference_bpm=reference_bpm,
+                        upstroke_seconds=upstroke_seconds,
+                        slope_seconds=slope_seconds,
+                        qrs_seconds=qrs_seconds,
+                    ),
+                    sample_rate,
+                    length,
+                    min_rr_s=min_rr_s,
+                    max_rr_s=max_rr_s,
+                    max_rr_deviation=max_rr_deviation,
+                    min_beats=min_beats,
+                )
+                for w in x[:, 0]
+            ]
+        )
         block = np.concatenate([beats, stats.reshape(len(x), -1)], axis=1)
         block[~finite] = np.nan
         out[lo : lo + len(x)] = block

@@ -106,8 +106,17 @@ def fit_ridge(x_train, y_train, x_test, *, folds, strengths) -> ProbeFit:
     return _finish(x_test, cv, coef, intercept, strengths, logistic=False)
 
 
-def fit_logistic(x_train, y_train, x_test, *, folds, strengths, tol: float = 1e-13,
-                 max_newton: int = 40, max_cg: int = 100) -> ProbeFit:
+def fit_logistic(
+    x_train,
+    y_train,
+    x_test,
+    *,
+    folds,
+    strengths,
+    tol: float = 1e-13,
+    max_newton: int = 40,
+    max_cg: int = 100,
+) -> ProbeFit:
     """L2 logistic probes for the 0/1 columns of y_train [n, t] (NaN = unlabelled).
 
     Every (fold, strength, target) problem and the refits on all labelled rows for
@@ -136,16 +145,32 @@ def fit_logistic(x_train, y_train, x_test, *, folds, strengths, tol: float = 1e-
     t_idx, f_idx, s_idx = (np.array(v) for v in zip(*problems, strict=True))
     with jax.enable_x64(True):
         w, b, score, converged = _solve_logistic(
-            jnp.asarray(x), jnp.asarray(folds), jnp.asarray(y[:, t_idx].T), jnp.asarray(f_idx),
-            jnp.asarray(strengths[s_idx]), jnp.asarray(np.array(mean)),
-            jnp.asarray(np.array(evecs)), jnp.asarray(np.array(evals)),
-            tol=tol, max_newton=max_newton, max_cg=max_cg)
+            jnp.asarray(x),
+            jnp.asarray(folds),
+            jnp.asarray(y[:, t_idx].T),
+            jnp.asarray(f_idx),
+            jnp.asarray(strengths[s_idx]),
+            jnp.asarray(np.array(mean)),
+            jnp.asarray(np.array(evecs)),
+            jnp.asarray(np.array(evals)),
+            tol=tol,
+            max_newton=max_newton,
+            max_cg=max_cg,
+        )
         w, b, score = np.asarray(w), np.asarray(b), np.asarray(score)
     if not np.all(converged):
-        bad = sorted({(int(t_idx[p]), float(strengths[s_idx[p]])) for p in
-                      np.flatnonzero(~np.asarray(converged))})
-        warnings.warn(f"logistic probe: (target, strength) {bad[:5]} did not converge in "
-                      f"{max_newton} Newton steps", RuntimeWarning, stacklevel=2)
+        bad = sorted(
+            {
+                (int(t_idx[p]), float(strengths[s_idx[p]]))
+                for p in np.flatnonzero(~np.asarray(converged))
+            }
+        )
+        warnings.warn(
+            f"logistic probe: (target, strength) {bad[:5]} did not converge in "
+            f"{max_newton} Newton steps",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     cv_folds = np.full((n_targets, k, n_strengths), np.nan)
     refit_w = np.zeros((n_targets, n_strengths, x.shape[1]))
     refit_b = np.zeros((n_targets, n_strengths))
@@ -225,7 +250,8 @@ def _fold_stats(x, folds, k, y=None) -> _FoldStats:
     if y is not None:
         stats.y_mean = np.array([s[3] for s in train]) * per_row[:, None]
         stats.xy = np.array([s[4] for s in train]) - (
-            count[:, None, None] * mean[:, :, None] * stats.y_mean[:, None, :])
+            count[:, None, None] * mean[:, :, None] * stats.y_mean[:, None, :]
+        )
     return stats
 
 
@@ -251,8 +277,9 @@ def _mean_over_folds(scores, targets) -> np.ndarray:
     usable = ~np.isnan(scores)
     if not np.all(usable.any(axis=1)):
         bad = [int(targets[j]) for j in np.flatnonzero(~usable.any(axis=1).all(axis=1))]
-        raise ValueError(f"targets {bad}: no cross-validation fold has the training and "
-                         "held-out labels to score")
+        raise ValueError(
+            f"targets {bad}: no cross-validation fold has the training and held-out labels to score"
+        )
     return np.nansum(scores, axis=1) / usable.sum(axis=1)
 
 
@@ -276,7 +303,8 @@ def _solve_logistic(x, folds, y, fold, lam, mean, evecs, evals, *, tol, max_newt
     """Weights [P, d], intercepts [P] (uncentered), held-out mean log-loss [P], converged [P]."""
     solve = functools.partial(_newton_cg, tol=tol, max_newton=max_newton, max_cg=max_cg)
     return jax.vmap(solve, in_axes=(None, None, 0, 0, 0, 0, 0, 0))(
-        x, folds, y, fold, lam, mean, evecs, evals)
+        x, folds, y, fold, lam, mean, evecs, evals
+    )
 
 
 def _newton_cg(x, folds, y, fold, lam, mean, evecs, evals, *, tol, max_newton, max_cg):
@@ -336,8 +364,7 @@ def _newton_cg(x, folds, y, fold, lam, mean, evecs, evals, *, tol, max_newton, m
         zero = jnp.zeros_like(w)
         cg = (0, zero, 0.0 * b, 0.0 * z, -gw, -gb, zw, zb, rz0, eta**2 * rz0)
         # Under vmap the loops run until every problem is done: finished ones skip them.
-        cg = jax.lax.while_loop(
-            lambda cg: ~done & (cg[0] < max_cg) & (cg[8] > cg[9]), cg_step, cg)
+        cg = jax.lax.while_loop(lambda cg: ~done & (cg[0] < max_cg) & (cg[8] > cg[9]), cg_step, cg)
         _, sw, sb, su = cg[:4]
         decrement = -(gw @ sw + gb * sb)  # ~ g^T H^-1 g
 
@@ -361,9 +388,9 @@ def _newton_cg(x, folds, y, fold, lam, mean, evecs, evals, *, tol, max_newton, m
     w0, z0 = jnp.zeros_like(mean), jnp.full_like(y, b0)
     state = (0, w0, b0, z0, objective(z0, w0), False)
     _, w, b, z, _, converged = jax.lax.while_loop(
-        lambda s: (s[0] < max_newton) & ~s[5], newton_step, state)
+        lambda s: (s[0] < max_newton) & ~s[5], newton_step, state
+    )
     softplus, _ = _softplus_sigmoid(z)
     held_loss = jnp.sum(held * (softplus - y * z)) / jnp.maximum(held.sum(), 1.0)
     held_loss = jnp.where(held.sum() > 0, held_loss, jnp.nan)
     return w, b - mean @ w, held_loss, converged
-

@@ -40,10 +40,14 @@ def write_embeddings(table, path, *, metadata: dict) -> None:
     z = embedding_matrix(table)
     arrow = pa.Table.from_pandas(table.drop(columns=["embedding"]), preserve_index=False)
     values = pa.array(z.reshape(-1), pa.float32())
-    arrow = arrow.append_column(pa.field("embedding", pa.list_(pa.float32(), z.shape[1])),
-                                pa.FixedSizeListArray.from_arrays(values, z.shape[1]))
-    meta = {**(arrow.schema.metadata or {}),
-            METADATA_KEY: json.dumps(metadata, default=json_default).encode()}
+    arrow = arrow.append_column(
+        pa.field("embedding", pa.list_(pa.float32(), z.shape[1])),
+        pa.FixedSizeListArray.from_arrays(values, z.shape[1]),
+    )
+    meta = {
+        **(arrow.schema.metadata or {}),
+        METADATA_KEY: json.dumps(metadata, default=json_default).encode(),
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(arrow.replace_schema_metadata(meta), tmp)
@@ -64,12 +68,15 @@ def read_embeddings(path):
         raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
     meta = arrow.schema.metadata or {}
     if "embedding" not in arrow.column_names or METADATA_KEY not in meta:
-        raise ValueError(f"{path}: not an embeddings file (no embedding column or "
-                         f"{METADATA_KEY.decode()} metadata); write it with write_embeddings")
+        raise ValueError(
+            f"{path}: not an embeddings file (no embedding column or "
+            f"{METADATA_KEY.decode()} metadata); write it with write_embeddings"
+        )
     column = arrow.column("embedding").combine_chunks()
     if not pa.types.is_fixed_size_list(column.type):
-        raise ValueError(f"{path}: the embedding column is {column.type}, not a "
-                         "fixed_size_list<float32>")
+        raise ValueError(
+            f"{path}: the embedding column is {column.type}, not a fixed_size_list<float32>"
+        )
     d = column.type.list_size
     z = column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     table = arrow.drop_columns(["embedding"]).to_pandas()

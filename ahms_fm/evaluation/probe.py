@@ -98,27 +98,44 @@ def grid_edges(chosen, strengths) -> list[str]:
     """Which ends of the strength grid the chosen strengths (one per fold) sit at."""
     chosen = np.asarray(chosen, float)
     chosen = chosen[np.isfinite(chosen)]
-    return [edge for edge, value in (("lowest", strengths[0]), ("highest", strengths[-1]))
-            if np.isclose(chosen, value, rtol=1e-9).any()]
+    return [
+        edge
+        for edge, value in (("lowest", strengths[0]), ("highest", strengths[-1]))
+        if np.isclose(chosen, value, rtol=1e-9).any()
+    ]
 
 
 EDGE_MEANING = {
     "lowest": "the weakest penalty won (a nearly noiseless relation); the best may lie below",
-    "highest": "the strongest penalty won: near-constant predictions, little or no linear "
-               "signal",
+    "highest": "the strongest penalty won: near-constant predictions, little or no linear signal",
 }
 
 
 def _warn_edge(where, target, features, edge, chosen, strengths):
     value = strengths[0 if edge == "lowest" else -1]
-    logging.warning("%s: the probe of %s on %s chose the %s strength of its grid (%g) in %d "
-                    "of %d folds: %s (probe.log10_strengths)", where, target, features, edge,
-                    value, int(np.isclose(chosen, value, rtol=1e-9).sum()), len(chosen),
-                    EDGE_MEANING[edge])
+    logging.warning(
+        "%s: the probe of %s on %s chose the %s strength of its grid (%g) in %d "
+        "of %d folds: %s (probe.log10_strengths)",
+        where,
+        target,
+        features,
+        edge,
+        value,
+        int(np.isclose(chosen, value, rtol=1e-9).sum()),
+        len(chosen),
+        EDGE_MEANING[edge],
+    )
 
 
-def probe_units(units: Units, targets, participants, probe_config, where: str,
-                feature_sets=None, skipped: dict | None = None) -> list[Result]:
+def probe_units(
+    units: Units,
+    targets,
+    participants,
+    probe_config,
+    where: str,
+    feature_sets=None,
+    skipped: dict | None = None,
+) -> list[Result]:
     """Every (target, feature set) probe at one level; targets that cannot be probed are
     left out, their reason put in `skipped` (target name -> reason)."""
     y, kinds = target_matrix(units, targets, participants, where)
@@ -127,34 +144,66 @@ def probe_units(units: Units, targets, participants, probe_config, where: str,
     strengths = np.logspace(*probe_config.log10_strengths, probe_config.num_strengths)
     results = []
     for fname, x in units.features.items():
-        use = [j for j, t in enumerate(targets)
-               if feature_sets is None or fname in feature_sets.get(t.name, (fname,))]
+        use = [
+            j
+            for j, t in enumerate(targets)
+            if feature_sets is None or fname in feature_sets.get(t.name, (fname,))
+        ]
         reasons = {j: unprobeable(y[:, j], binary[j], units, protocol) for j in use}
         usable = [j for j in use if reasons[j] is None]
         for j in sorted(set(use) - set(usable)):
-            logging.warning("%s: target %s skipped for %s: %s", where, targets[j].name, fname,
-                            reasons[j])
+            logging.warning(
+                "%s: target %s skipped for %s: %s", where, targets[j].name, fname, reasons[j]
+            )
             if skipped is not None:
                 skipped.setdefault(targets[j].name, reasons[j])
         if not usable:
             continue
         tested, pred, thr, chosen, n_train = predictions(
-            x, y[:, usable], binary[usable], units, protocol, folds=probe_config.folds,
-            strengths=strengths, seed=probe_config.seed)
+            x,
+            y[:, usable],
+            binary[usable],
+            units,
+            protocol,
+            folds=probe_config.folds,
+            strengths=strengths,
+            seed=probe_config.seed,
+        )
         for c, j in enumerate(usable):
             ok = tested & np.isfinite(y[:, j]) & np.isfinite(pred[:, c])
             kind = "binary" if binary[j] else "regression"
-            m = stats.bootstrap(y[ok, j], pred[ok, c], kind, groups=units.groups[ok],
-                                threshold=thr[ok, c], n_boot=probe_config.n_boot,
-                                level=probe_config.level, seed=probe_config.seed)
+            m = stats.bootstrap(
+                y[ok, j],
+                pred[ok, c],
+                kind,
+                groups=units.groups[ok],
+                threshold=thr[ok, c],
+                n_boot=probe_config.n_boot,
+                level=probe_config.level,
+                seed=probe_config.seed,
+            )
             edges = grid_edges(chosen[:, c], strengths)
             for edge in edges:
                 _warn_edge(where, targets[j].name, fname, edge, chosen[:, c], strengths)
-            results.append(Result(
-                targets[j].name, kind, units.level, fname, protocol, int(n_train[c]),
-                int(ok.sum()),
-                int(y[ok, j].sum()) if binary[j] else None, chosen[:, c].tolist(), m,
-                y[ok, j], pred[ok, c], units.groups[ok], np.flatnonzero(ok), edges))
+            results.append(
+                Result(
+                    targets[j].name,
+                    kind,
+                    units.level,
+                    fname,
+                    protocol,
+                    int(n_train[c]),
+                    int(ok.sum()),
+                    int(y[ok, j].sum()) if binary[j] else None,
+                    chosen[:, c].tolist(),
+                    m,
+                    y[ok, j],
+                    pred[ok, c],
+                    units.groups[ok],
+                    np.flatnonzero(ok),
+                    edges,
+                )
+            )
     return results
 
 
@@ -205,8 +254,12 @@ class NoTargets(ValueError):
 
     def __init__(self, where: str, reasons: dict):
         self.reasons = dict(reasons)
-        super().__init__(f"{where}: none of the targets can be probed: " + "; ".join(
-            f"{name} ({why})" for name, why in reasons.items()))
+        super().__init__(
+            f"{where}: none of the targets can be probed: "
+            + "; ".join(f"{name} ({why})" for name, why in reasons.items())
+        )
+
+
 resolve_dataset = cohort_lib.resolve_dataset  # where it used to live (the notebook uses it)
 
 
@@ -232,15 +285,30 @@ class Evaluation:
 
     def header(self) -> dict:
         """The settings a report names (its own checkpoint and step are added to it)."""
-        return {"which": self.which, "dataset": self.cohort.where,
-                "cohort": self.cohort.describe(), "targets": [t.name for t in self.targets],
-                "baselines": self.baselines, "random_seeds": self.random_seeds,
-                "probe": self.pc.to_dict()}
+        return {
+            "which": self.which,
+            "dataset": self.cohort.where,
+            "cohort": self.cohort.describe(),
+            "targets": [t.name for t in self.targets],
+            "baselines": self.baselines,
+            "random_seeds": self.random_seeds,
+            "probe": self.pc.to_dict(),
+        }
 
 
-def prepare(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=None,
-            data_dir="datasets", target_texts=None, out_dir=None, which=None, baselines=None,
-            probe_overrides=None) -> Evaluation:
+def prepare(
+    checkpoint,
+    *,
+    dataset_arg=None,
+    train_dataset=None,
+    test_dataset=None,
+    data_dir="datasets",
+    target_texts=None,
+    out_dir=None,
+    which=None,
+    baselines=None,
+    probe_overrides=None,
+) -> Evaluation:
     """Resolve a checkpoint, the cohort, the targets and the settings (cheap: no encoder)."""
     step_dir = embeddings.find_checkpoint(checkpoint)
     info = embeddings.read_info(step_dir)
@@ -252,23 +320,34 @@ def prepare(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=No
     if train_dataset is not None:
         if dataset_arg:
             raise ValueError("--dataset and --train_dataset/--test_dataset exclude each other")
-        cohort = cohort_lib.external(cohort_lib.part(train_dataset, data_dir, info),
-                                     cohort_lib.part(test_dataset, data_dir, info))
+        cohort = cohort_lib.external(
+            cohort_lib.part(train_dataset, data_dir, info),
+            cohort_lib.part(test_dataset, data_dir, info),
+        )
         pc.protocol = "external"
     else:
         cohort = cohort_lib.single(cohort_lib.resolve_dataset(dataset_arg, data_dir, info))
     baselines = pc.baselines if baselines is None else baselines
-    baselines = [b for b in (baselines.split(",") if isinstance(baselines, str) else baselines)
-                 if b]
+    baselines = [
+        b for b in (baselines.split(",") if isinstance(baselines, str) else baselines) if b
+    ]
     unknown = set(baselines) - set(KNOWN_BASELINES)
     if unknown:
-        raise ValueError(f"unknown baselines {sorted(unknown)}; known: "
-                         f"{', '.join(KNOWN_BASELINES)}")
+        raise ValueError(
+            f"unknown baselines {sorted(unknown)}; known: {', '.join(KNOWN_BASELINES)}"
+        )
     if pc.random_seeds < 1 and "random_init" in baselines:
         raise ValueError(f"probe.random_seeds must be at least 1, got {pc.random_seeds}")
-    return Evaluation(step_dir, embeddings.config_from_json(info["config"]), pc,
-                      which or pc.which, cohort, _targets(cohort, target_texts), baselines,
-                      Path(out_dir or step_dir.parent.parent / "probe"))
+    return Evaluation(
+        step_dir,
+        embeddings.config_from_json(info["config"]),
+        pc,
+        which or pc.which,
+        cohort,
+        _targets(cohort, target_texts),
+        baselines,
+        Path(out_dir or step_dir.parent.parent / "probe"),
+    )
 
 
 def _targets(cohort: cohort_lib.Cohort, target_texts) -> list:
@@ -278,13 +357,16 @@ def _targets(cohort: cohort_lib.Cohort, target_texts) -> list:
     found = targets_lib.default_targets(cohort.names[0], cohort.participants)
     labels = {k for p in cohort.participants for k in p}
     if cohort.external:  # only what both sides label
-        sides = [{k for p in cohort.participants if p["split"] == s for k in p}
-                 for s in ("train", "test")]
+        sides = [
+            {k for p in cohort.participants if p["split"] == s for k in p}
+            for s in ("train", "test")
+        ]
         labels = sides[0] & sides[1]
     found = [t for t in found if t.level == "segment" or t.column in labels]
     if not found:
-        raise ValueError(f"{cohort.where}: no targets given and none found in the "
-                         "participant table")
+        raise ValueError(
+            f"{cohort.where}: no targets given and none found in the participant table"
+        )
     return found
 
 
@@ -300,18 +382,30 @@ def baseline_features(ev: Evaluation, progress: bool) -> dict:
     if {"random_init", "init"} & set(ev.baselines):
         windows = cohort_lib.calibration_windows(ev.cohort, pc.calibration_windows)
         untrained = baselines_lib.untrained_encoders(
-            ev.config, ev.step_dir, ev.which, windows, seeds=ev.random_seeds,
-            passes=pc.calibration_passes, init="init" in ev.baselines)
+            ev.config,
+            ev.step_dir,
+            ev.which,
+            windows,
+            seeds=ev.random_seeds,
+            passes=pc.calibration_passes,
+            init="init" in ev.baselines,
+        )
         for name, encoder in untrained.items():
             features[name] = embed(ev, encoder, progress)[1]
     if "handcrafted" in ev.baselines:
-        features["handcrafted"], _ = cohort_lib.handcrafted(ev.cohort, ev.config.modality,
-                                                            progress)
+        features["handcrafted"], _ = cohort_lib.handcrafted(ev.cohort, ev.config.modality, progress)
     return features
 
 
-def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool,
-                   ceiling: bool = False, skipped: dict | None = None):
+def probe_features(
+    ev: Evaluation,
+    table,
+    features: dict,
+    *,
+    demographic: bool,
+    ceiling: bool = False,
+    skipped: dict | None = None,
+):
     """Every probe of `features` (per segment, rows of `table`) at both levels:
     (results, the participant-level units or None). `demographic` and `ceiling` add
     those per-participant feature sets to the participant-level probes (where the
@@ -328,14 +422,17 @@ def probe_features(ev: Evaluation, table, features: dict, *, demographic: bool,
             if demo is not None:
                 units.features["demographic"] = demo
         if level == "participant" and ceiling:
-            truth = ceiling_units(participants, units.groups, ev.config.modality,
-                                  ev.cohort.where)
+            truth = ceiling_units(participants, units.groups, ev.config.modality, ev.cohort.where)
             if truth is not None:
                 units.features[CEILING] = truth
-        only = {t.name: [f for f in units.features if f != "demographic"]
-                + (["demographic"] if t.is_condition() else []) for t in level_targets}
-        results += probe_units(units, level_targets, participants, ev.pc, ev.cohort.where,
-                               only, skipped)
+        only = {
+            t.name: [f for f in units.features if f != "demographic"]
+            + (["demographic"] if t.is_condition() else [])
+            for t in level_targets
+        }
+        results += probe_units(
+            units, level_targets, participants, ev.pc, ev.cohort.where, only, skipped
+        )
         if level == "participant":
             map_units = units
     return results, map_units
@@ -346,9 +443,20 @@ def compare_results(ev: Evaluation, results) -> list[dict]:
     return compare.compare(results, n_boot=ev.pc.n_boot, level=ev.pc.level, seed=ev.pc.seed)
 
 
-def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=None,
-              data_dir="datasets", target_texts=None, out_dir=None, which=None, baselines=None,
-              probe_overrides=None, progress=True) -> dict:
+def run_probe(
+    checkpoint,
+    *,
+    dataset_arg=None,
+    train_dataset=None,
+    test_dataset=None,
+    data_dir="datasets",
+    target_texts=None,
+    out_dir=None,
+    which=None,
+    baselines=None,
+    probe_overrides=None,
+    progress=True,
+) -> dict:
     """The whole evaluation of one checkpoint; writes the report into `out_dir`.
 
     `train_dataset` and `test_dataset` (instead of `dataset_arg`) validate externally:
@@ -357,34 +465,62 @@ def run_probe(checkpoint, *, dataset_arg=None, train_dataset=None, test_dataset=
     """
     from ahms_fm.evaluation import report
 
-    ev = prepare(checkpoint, dataset_arg=dataset_arg, train_dataset=train_dataset,
-                 test_dataset=test_dataset, data_dir=data_dir, target_texts=target_texts,
-                 out_dir=out_dir, which=which, baselines=baselines,
-                 probe_overrides=probe_overrides)
+    ev = prepare(
+        checkpoint,
+        dataset_arg=dataset_arg,
+        train_dataset=train_dataset,
+        test_dataset=test_dataset,
+        data_dir=data_dir,
+        target_texts=target_texts,
+        out_dir=out_dir,
+        which=which,
+        baselines=baselines,
+        probe_overrides=probe_overrides,
+    )
     skipped = check_targets(ev)  # before any embedding: fail fast, write nothing
     if len(skipped) == len(ev.targets):
         raise NoTargets(ev.cohort.where, skipped)
     encoder = embeddings.load_encoder(ev.step_dir, which=ev.which)
     table, z = embed(ev, encoder, progress)
     features = {"embedding": z, **baseline_features(ev, progress)}
-    results, map_units = probe_features(ev, table, features,
-                                        demographic="demographic" in ev.baselines,
-                                        ceiling=CEILING in ev.baselines, skipped=skipped)
+    results, map_units = probe_features(
+        ev,
+        table,
+        features,
+        demographic="demographic" in ev.baselines,
+        ceiling=CEILING in ev.baselines,
+        skipped=skipped,
+    )
     if not any(r.features == "embedding" for r in results):
         raise NoTargets(ev.cohort.where, skipped)
     ev.out_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write
     embeddings.write_embeddings(
-        table.assign(embedding=list(z)), ev.out_dir / "embeddings.parquet",
-        metadata={"checkpoint": str(ev.step_dir), "step": encoder.step, "which": ev.which,
-                  "modality_spec": encoder.spec.to_dict(), "dataset": ev.cohort.where})
-    identified = (retrieval.evaluate(table, features, n_boot=ev.pc.n_boot, level=ev.pc.level,
-                                     seed=ev.pc.seed) if ev.pc.retrieval else [])
-    rep = report.write(ev.out_dir, results,
-                       {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
-                       map_units=map_units, participants=ev.cohort.participants,
-                       targets=[t for t in ev.targets if t.level == "participant"],
-                       comparison=compare_results(ev, results), retrieval=identified,
-                       skipped=skipped)
+        table.assign(embedding=list(z)),
+        ev.out_dir / "embeddings.parquet",
+        metadata={
+            "checkpoint": str(ev.step_dir),
+            "step": encoder.step,
+            "which": ev.which,
+            "modality_spec": encoder.spec.to_dict(),
+            "dataset": ev.cohort.where,
+        },
+    )
+    identified = (
+        retrieval.evaluate(table, features, n_boot=ev.pc.n_boot, level=ev.pc.level, seed=ev.pc.seed)
+        if ev.pc.retrieval
+        else []
+    )
+    rep = report.write(
+        ev.out_dir,
+        results,
+        {"checkpoint": str(ev.step_dir), "step": encoder.step, **ev.header()},
+        map_units=map_units,
+        participants=ev.cohort.participants,
+        targets=[t for t in ev.targets if t.level == "participant"],
+        comparison=compare_results(ev, results),
+        retrieval=identified,
+        skipped=skipped,
+    )
     rep["out_dir"] = str(ev.out_dir)
     return rep
 
@@ -397,13 +533,18 @@ def ceiling_units(participants, groups, modality: str, where: str):
     or None: a table without ground truth (real data), or one where only some of these
     participants have it (a synthetic and a real cohort together), which is warned about."""
     by_index = {int(p["participant_index"]): p for p in participants}
-    has = np.array([any(k.startswith(TRUTH_PREFIX) for k in by_index.get(int(g), ()))
-                    for g in groups], bool)
+    has = np.array(
+        [any(k.startswith(TRUTH_PREFIX) for k in by_index.get(int(g), ())) for g in groups], bool
+    )
     if not has.any():
         return None
     if not has.all():
-        logging.warning("%s: %d of %d participants have no ground truth (truth_* fields), so "
-                        "no ceiling", where, int((~has).sum()), len(has))
+        logging.warning(
+            "%s: %d of %d participants have no ground truth (truth_* fields), so no ceiling",
+            where,
+            int((~has).sum()),
+            len(has),
+        )
         return None
     found = ceiling_lib.ceiling_features(participants, groups, modality)
     return None if found is None else found[0]

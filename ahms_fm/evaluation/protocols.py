@@ -42,8 +42,13 @@ class Units:
 def make_units(level: str, table, features: dict) -> Units:
     """Units from the segment table (participant_index, split, ...) and per-segment features."""
     if level == "segment":
-        return Units(level, table["participant_index"].to_numpy(),
-                     (table["split"] == "test").to_numpy(), features, table)
+        return Units(
+            level,
+            table["participant_index"].to_numpy(),
+            (table["split"] == "test").to_numpy(),
+            features,
+            table,
+        )
     pid = table["participant_index"].to_numpy()
     means = {}
     for name, x in features.items():
@@ -59,8 +64,10 @@ def target_matrix(units: Units, targets, participants, where: str):
     for t in targets:
         if units.level == "segment":
             if t.column not in units.segments:
-                raise ValueError(f"{where}: segments have no field {t.column!r}; fields: "
-                                 f"{sorted(units.segments.columns)}")
+                raise ValueError(
+                    f"{where}: segments have no field {t.column!r}; fields: "
+                    f"{sorted(units.segments.columns)}"
+                )
             raw = units.segments[t.column].tolist()
         else:
             raw = targets_lib.participant_column(participants, t.column, units.groups, where)
@@ -77,8 +84,11 @@ def target_matrix(units: Units, targets, participants, where: str):
 
 def _impute(x_train, x_test):
     """NaN features -> the training mean (0 where a column has no value at all)."""
-    mean = np.nanmean(np.where(np.isfinite(x_train), x_train, np.nan), axis=0) \
-        if len(x_train) else np.zeros(x_train.shape[1])
+    mean = (
+        np.nanmean(np.where(np.isfinite(x_train), x_train, np.nan), axis=0)
+        if len(x_train)
+        else np.zeros(x_train.shape[1])
+    )
     mean = np.where(np.isfinite(mean), mean, 0.0)
     fix = lambda a: np.where(np.isfinite(a), a, mean).astype(np.float32)  # noqa: E731
     return fix(x_train), fix(x_test)
@@ -138,13 +148,12 @@ def stratified_folds(groups, y, k: int, seed: int) -> np.ndarray:
     order = np.lexsort((rng.random(len(uniq)), key))
     fold_of = np.empty(len(uniq), np.int64)
     for start in range(0, len(order), k):
-        block = order[start:start + k]
-        fold_of[block] = rng.permutation(k)[:len(block)]
+        block = order[start : start + k]
+        fold_of[block] = rng.permutation(k)[: len(block)]
     return fold_of[inverse.ravel()]
 
 
-def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed,
-                ranked=None):
+def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, seed, ranked=None):
     """Held-out predictions for every test unit: (tested mask [n], pred [n, t], thr [n, t],
     chosen strengths [folds or 1, t], labelled training units [t] (most over folds)).
 
@@ -157,8 +166,9 @@ def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, 
     pred, thr = np.full((n, t), np.nan), np.full((n, t), np.nan)
     n_train = np.zeros(t, int)
     if protocol in HELD_OUT:
-        p, th, s = fit_predict(x, y, binary, units.groups, units.is_test, folds=folds,
-                               strengths=strengths, seed=seed)
+        p, th, s = fit_predict(
+            x, y, binary, units.groups, units.is_test, folds=folds, strengths=strengths, seed=seed
+        )
         pred[units.is_test], thr[units.is_test] = p, th
         n_train[:] = np.isfinite(y[~units.is_test]).sum(axis=0)
         return units.is_test.copy(), pred, thr, s[None], n_train
@@ -168,8 +178,16 @@ def predictions(x, y, binary, units: Units, protocol: str, *, folds, strengths, 
         outer = stratified_folds(units.groups, y[:, j], k, seed + 1)
         for f in range(k):
             test = outer == f
-            p, th, s = fit_predict(x, y[:, [j]], binary[[j]], units.groups, test,
-                                   folds=folds, strengths=strengths, seed=seed)
+            p, th, s = fit_predict(
+                x,
+                y[:, [j]],
+                binary[[j]],
+                units.groups,
+                test,
+                folds=folds,
+                strengths=strengths,
+                seed=seed,
+            )
             if ranked[j]:
                 p, th = fold_scores(p[:, 0], th[0], logit=bool(binary[j]))
                 p, th = p[:, None], np.array([th])

@@ -22,7 +22,7 @@ from ahms_fm.evaluation import targets as targets_lib
 def pick_records(split, per_participant: int) -> np.ndarray:
     """The first `per_participant` records of each participant of `split`, sorted."""
     order, ranges = split.grouped
-    picks = [order[first:first + min(count, per_participant)] for _, first, count in ranges]
+    picks = [order[first : first + min(count, per_participant)] for _, first, count in ranges]
     return np.sort(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
 
 
@@ -32,15 +32,24 @@ def segment_table(split, records: np.ndarray):
     import pandas as pd
 
     source = grain.sources.ArrayRecordDataSource(split.files)
-    rows = [dataset.parse_record(source[int(i)], (0, 0), split.storage_dtype,
-                                 fields=("heart_rate", "label"), signal=False)[1]
-            for i in records]
-    return pd.DataFrame({
-        "participant_index": split.participant_of_record[records].astype(np.int64),
-        "split": split.name,
-        "heart_rate": np.array([r["heart_rate"] for r in rows], np.float32),
-        "label": [r["label"] for r in rows],
-    })
+    rows = [
+        dataset.parse_record(
+            source[int(i)],
+            (0, 0),
+            split.storage_dtype,
+            fields=("heart_rate", "label"),
+            signal=False,
+        )[1]
+        for i in records
+    ]
+    return pd.DataFrame(
+        {
+            "participant_index": split.participant_of_record[records].astype(np.int64),
+            "split": split.name,
+            "heart_rate": np.array([r["heart_rate"] for r in rows], np.float32),
+            "label": [r["label"] for r in rows],
+        }
+    )
 
 
 def quick_probe(config, split, embed_batch, *, batch_size: int) -> dict[str, float]:
@@ -52,18 +61,21 @@ def quick_probe(config, split, embed_batch, *, batch_size: int) -> dict[str, flo
         return {}
     parts = []
     for start in range(0, len(records), batch_size):
-        idx = records[start:start + batch_size]
+        idx = records[start : start + batch_size]
         x = dataset.read_signals(split, idx, dtype="float16")  # as the pipeline's
         pad = batch_size - len(idx)
         if pad:
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-        parts.append(np.asarray(embed_batch(x))[:len(idx)])
+        parts.append(np.asarray(embed_batch(x))[: len(idx)])
     z = np.concatenate(parts)
     table = segment_table(split, records)
     table["split"] = "test"  # cross-fitting: every unit is predicted by the other folds
     name = dataset.load_metadata(split.path)["name"]
-    targets = (targets_lib.parse_targets(pc.train_targets) if pc.train_targets
-               else targets_lib.default_targets(name, split.participants))
+    targets = (
+        targets_lib.parse_targets(pc.train_targets)
+        if pc.train_targets
+        else targets_lib.default_targets(name, split.participants)
+    )
     strengths = np.logspace(*pc.log10_strengths, pc.num_strengths)
     out = {}
     for level in ("participant", "segment"):
@@ -76,8 +88,16 @@ def quick_probe(config, split, embed_batch, *, batch_size: int) -> dict[str, flo
         y, kinds = probe.target_matrix(units, level_targets, split.participants, str(split.path))
         ridge_only = np.zeros(len(kinds), bool)  # closed form for every target
         tested, pred, _, _, _ = probe.predictions(
-            units.features["embedding"], y, ridge_only, units, "crossfit", folds=pc.folds,
-            strengths=strengths, seed=pc.seed, ranked=[k == "binary" for k in kinds])
+            units.features["embedding"],
+            y,
+            ridge_only,
+            units,
+            "crossfit",
+            folds=pc.folds,
+            strengths=strengths,
+            seed=pc.seed,
+            ranked=[k == "binary" for k in kinds],
+        )
         for j, (t, kind) in enumerate(zip(level_targets, kinds, strict=True)):
             ok = tested & np.isfinite(y[:, j])
             if ok.sum() < 10:

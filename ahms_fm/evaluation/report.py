@@ -23,8 +23,14 @@ import numpy as np
 
 from ahms_fm.evaluation.stats import BINARY, REGRESSION
 
-METRIC_LABELS = {"mae": "MAE", "r2": "R²", "pearson_r": "Pearson r", "roc_auc": "ROC AUC",
-                 "pr_auc": "PR AUC", "balanced_accuracy": "bal. acc."}
+METRIC_LABELS = {
+    "mae": "MAE",
+    "r2": "R²",
+    "pearson_r": "Pearson r",
+    "roc_auc": "ROC AUC",
+    "pr_auc": "PR AUC",
+    "balanced_accuracy": "bal. acc.",
+}
 CEILING = "ceiling"
 CEILING_NOTE = (
     "`ceiling`: the same linear probe (same protocol, folds and bootstrap) on the synthetic "
@@ -36,7 +42,8 @@ CEILING_NOTE = (
     "which z-scoring each window removes from the signal but the ground truth keeps. "
     "Fraction of ceiling = (value − chance) / (ceiling − chance), chance 0 for R² and 0.5 "
     "for ROC AUC: 1 as good as the ground truth, 0 chance; – where the ceiling is not above "
-    "chance.")
+    "chance."
+)
 
 
 def _cell(m: dict) -> str:
@@ -70,8 +77,9 @@ def displayed(results) -> list:
         seeds = compare.seeds_of(results, r.target)
         if r is seeds[0]:
             best = compare.best_seed(results, r.target)
-            out.append(dataclasses.replace(
-                best, features=f"{baselines.RANDOM} (best of {len(seeds)})"))
+            out.append(
+                dataclasses.replace(best, features=f"{baselines.RANDOM} (best of {len(seeds)})")
+            )
     return out
 
 
@@ -86,40 +94,55 @@ def markdown(results, level: float = 0.95, comparison=None) -> str:
     lines = []
     reg = [r for r in shown if r.kind == "regression"]
     if reg:
-        lines += [f"Regression (value [{pct} bootstrap CI over test participants]):", "",
-                  "| target | features | protocol | n train | n test | MAE | R² | Pearson r | "
-                  "strength |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | {r.n_test} | "
-                  + " | ".join(_cell(r.metrics.get(k)) for k in REGRESSION)
-                  + f" | {_strength(r)} |" for r in reg]
+        lines += [
+            f"Regression (value [{pct} bootstrap CI over test participants]):",
+            "",
+            "| target | features | protocol | n train | n test | MAE | R² | Pearson r | strength |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | {r.n_test} | "
+            + " | ".join(_cell(r.metrics.get(k)) for k in REGRESSION)
+            + f" | {_strength(r)} |"
+            for r in reg
+        ]
         lines.append("")
     binary = [r for r in shown if r.kind == "binary"]
     if binary:
-        lines += [f"Binary (value [{pct} bootstrap CI over test participants]):", "",
-                  "| target | features | protocol | n train | n test (positive) | ROC AUC | "
-                  "PR AUC | bal. acc. | strength |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | "
-                  f"{r.n_test} ({r.n_positive}) | "
-                  + " | ".join(_cell(r.metrics.get(k)) for k in BINARY)
-                  + f" | {_strength(r)} |" for r in binary]
+        lines += [
+            f"Binary (value [{pct} bootstrap CI over test participants]):",
+            "",
+            "| target | features | protocol | n train | n test (positive) | ROC AUC | "
+            "PR AUC | bal. acc. | strength |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.target} | {r.features} | {r.protocol} | {r.n_train} | "
+            f"{r.n_test} ({r.n_positive}) | "
+            + " | ".join(_cell(r.metrics.get(k)) for k in BINARY)
+            + f" | {_strength(r)} |"
+            for r in binary
+        ]
         lines.append("")
     edges = [r for r in shown if r.grid_edge]
     if edges:
-        lines += ["† The chosen regularization strength sat at an end of the grid "
-                  "(`probe.log10_strengths`) in at least one fold. At the highest end the "
-                  "strongest penalty won: near-constant predictions, the features carry "
-                  "little or no linear signal for the target. At the lowest end the weakest "
-                  "won: a nearly noiseless relation, the best strength may lie below the "
-                  "grid. (docs/evaluation.md: what a wider grid changed.) "
-                  + "; ".join(f"{r.target} / {r.features} ({', '.join(r.grid_edge)})"
-                              for r in edges) + ".", ""]
+        lines += [
+            "† The chosen regularization strength sat at an end of the grid "
+            "(`probe.log10_strengths`) in at least one fold. At the highest end the "
+            "strongest penalty won: near-constant predictions, the features carry "
+            "little or no linear signal for the target. At the lowest end the weakest "
+            "won: a nearly noiseless relation, the best strength may lie below the "
+            "grid. (docs/evaluation.md: what a wider grid changed.) "
+            + "; ".join(f"{r.target} / {r.features} ({', '.join(r.grid_edge)})" for r in edges)
+            + ".",
+            "",
+        ]
     lines += seeds_markdown(compare.seed_summary(results))
     if comparison:
         lines += comparison_markdown(comparison, pct)
     if any(r.features == CEILING for r in results) and not any(
-            c.get("ceiling") for c in comparison or ()):
+        c.get("ceiling") for c in comparison or ()
+    ):
         lines += [CEILING_NOTE, ""]  # the comparison table says it otherwise
     return "\n".join(lines).rstrip() + "\n"
 
@@ -129,22 +152,28 @@ def seeds_markdown(summary) -> list[str]:
     if not summary:
         return []
     k = len(summary[0]["values"])
-    lines = [f"Random-init baseline, {k} seeds (value per seed; the best-of-{k} rows above "
-             "are the seed best in the headline metric, R² or ROC AUC):", "",
-             "| target | features | metric | per seed | mean | range |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"Random-init baseline, {k} seeds (value per seed; the best-of-{k} rows above "
+        "are the seed best in the headline metric, R² or ROC AUC):",
+        "",
+        "| target | features | metric | per seed | mean | range |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in summary:
         values = ", ".join(f"{v:.3f}" for v in row["values"])
-        lines.append(f"| {row['target']} | random_init | {METRIC_LABELS[row['metric']]} | "
-                     f"{values} | {row['mean']:.3f} | {row['min']:.3f}–{row['max']:.3f} |")
+        lines.append(
+            f"| {row['target']} | random_init | {METRIC_LABELS[row['metric']]} | "
+            f"{values} | {row['mean']:.3f} | {row['min']:.3f}–{row['max']:.3f} |"
+        )
     return [*lines, ""]
 
 
 def _diff(d, against: str = "") -> str:
     if d is None or not np.isfinite(d["value"]):
         return "–"
-    return (f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]"
-            + (f" vs {against}" if against else ""))
+    return f"{d['value']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" + (
+        f" vs {against}" if against else ""
+    )
 
 
 def _fraction(v) -> str:
@@ -155,31 +184,49 @@ def comparison_markdown(rows, pct: str = "95%") -> list[str]:
     """The closing table: did pretraining help, per target, with one sentence each; with
     a ceiling (a synthetic cohort), its value and the fraction of it each reaches."""
     ceiling = any(r.get("ceiling") for r in rows)
-    lines = [f"Did pretraining help? Headline metric per target; differences are embedding "
-             f"minus baseline with a paired {pct} bootstrap CI (the same resampled "
-             "participants for both); the best untrained encoder is the better of the best "
-             "random seed (chosen on the test participants, which favours it) and init"
-             + ("; the ceiling is the probe of the generator's true physiology, and the "
-                "fraction of it is (value − chance) / (ceiling − chance) (footnote below)"
-                if ceiling else "") + ":", "",
-             "| target | metric | embedding | best random seed | init | hand-crafted | "
-             + ("ceiling | fraction of ceiling: embedding / best random / hand-crafted | "
-                if ceiling else "")
-             + "embedding − best untrained [CI] | embedding − hand-crafted [CI] |",
-             "|---|---|---|---|---|---|" + ("---|---|" if ceiling else "") + "---|---|"]
+    lines = [
+        f"Did pretraining help? Headline metric per target; differences are embedding "
+        f"minus baseline with a paired {pct} bootstrap CI (the same resampled "
+        "participants for both); the best untrained encoder is the better of the best "
+        "random seed (chosen on the test participants, which favours it) and init"
+        + (
+            "; the ceiling is the probe of the generator's true physiology, and the "
+            "fraction of it is (value − chance) / (ceiling − chance) (footnote below)"
+            if ceiling
+            else ""
+        )
+        + ":",
+        "",
+        "| target | metric | embedding | best random seed | init | hand-crafted | "
+        + (
+            "ceiling | fraction of ceiling: embedding / best random / hand-crafted | "
+            if ceiling
+            else ""
+        )
+        + "embedding − best untrained [CI] | embedding − hand-crafted [CI] |",
+        "|---|---|---|---|---|---|" + ("---|---|" if ceiling else "") + "---|---|",
+    ]
     for r in rows:
         best = r["best_random"]
         best_cell = _cell(best) + (f" ({best['features']})" if best else "")
         share = r.get("fraction_of_ceiling") or {}
-        ceiling_cells = (f"{_cell(r.get('ceiling'))} | "
-                         + " / ".join(_fraction(share.get(k))
-                                      for k in ("embedding", "best_random", "handcrafted"))
-                         + " | ") if ceiling else ""
+        ceiling_cells = (
+            (
+                f"{_cell(r.get('ceiling'))} | "
+                + " / ".join(
+                    _fraction(share.get(k)) for k in ("embedding", "best_random", "handcrafted")
+                )
+                + " | "
+            )
+            if ceiling
+            else ""
+        )
         lines.append(
             f"| {r['target']} | {METRIC_LABELS[r['metric']]} | {_cell(r['embedding'])} | "
             f"{best_cell} | {_cell(r['init'])} | {_cell(r['handcrafted'])} | {ceiling_cells}"
             f"{_diff(r['vs_untrained'], r['strongest_untrained'] or '')} | "
-            f"{_diff(r['vs_handcrafted'])} |")
+            f"{_diff(r['vs_handcrafted'])} |"
+        )
     lines += [""] + [f"- {r['sentence']}" for r in rows] + [""]
     return lines + ([CEILING_NOTE, ""] if ceiling else [])
 
@@ -218,8 +265,9 @@ def plot_predictions(results, path: Path) -> None:
         lo, hi = np.nanmin([r.y.min(), r.pred.min()]), np.nanmax([r.y.max(), r.pred.max()])
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         m = r.metrics
-        ax.set_title(f"{r.target}: MAE {m['mae']['value']:.2f}, r {m['pearson_r']['value']:.2f}",
-                     fontsize=9)
+        ax.set_title(
+            f"{r.target}: MAE {m['mae']['value']:.2f}, r {m['pearson_r']['value']:.2f}", fontsize=9
+        )
         ax.set_xlabel("true")
         ax.set_ylabel("predicted")
     fig.tight_layout()
@@ -270,8 +318,14 @@ def plot_map(units, targets, participants, path: Path) -> None:
             continue
         known = np.isfinite(y)
         ax.scatter(xy[~known, 0], xy[~known, 1], s=6, c="lightgrey")
-        sc = ax.scatter(xy[known, 0], xy[known, 1], s=8, c=y[known],
-                        cmap="coolwarm" if kind == "binary" else "viridis", alpha=0.8)
+        sc = ax.scatter(
+            xy[known, 0],
+            xy[known, 1],
+            s=8,
+            c=y[known],
+            cmap="coolwarm" if kind == "binary" else "viridis",
+            alpha=0.8,
+        )
         fig.colorbar(sc, ax=ax, fraction=0.046)
         ax.set_title(t.name, fontsize=9)
         ax.set_xticks([])
@@ -281,8 +335,18 @@ def plot_map(units, targets, participants, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write(out_dir, results, header: dict, *, map_units=None, participants=None,
-          targets=(), comparison=None, retrieval=None, skipped=None) -> dict:
+def write(
+    out_dir,
+    results,
+    header: dict,
+    *,
+    map_units=None,
+    participants=None,
+    targets=(),
+    comparison=None,
+    retrieval=None,
+    skipped=None,
+) -> dict:
     """Write report.json, report.md, predictions.csv and the figures; return the report.
 
     `comparison`: `compare.compare`'s rows (the closing "did pretraining help" table);
@@ -300,20 +364,39 @@ def write(out_dir, results, header: dict, *, map_units=None, participants=None,
     table = markdown(results, level, comparison)
     section = retrieval_lib.markdown(retrieval or [], f"{level:.0%}")
     if skipped:
-        section += ["", "Not probed: " + "; ".join(f"{name} ({why})"
-                                                  for name, why in skipped.items()) + "."]
+        section += [
+            "",
+            "Not probed: " + "; ".join(f"{name} ({why})" for name, why in skipped.items()) + ".",
+        ]
     if section:
         table = table.rstrip("\n") + "\n" + "\n".join(section) + "\n"
-    rep = {**header, "results": [r.to_json() for r in results],
-           "random_init_seeds": compare.seed_summary(results),
-           "comparison": comparison or [], "retrieval": retrieval or [],
-           "skipped": dict(skipped or {}), "markdown": table}
+    rep = {
+        **header,
+        "results": [r.to_json() for r in results],
+        "random_init_seeds": compare.seed_summary(results),
+        "comparison": comparison or [],
+        "retrieval": retrieval or [],
+        "skipped": dict(skipped or {}),
+        "markdown": table,
+    }
     (out_dir / "report.json").write_text(json.dumps(rep, indent=2, default=json_default))
-    title = (f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
-             f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n")
+    title = (
+        f"# Linear probes: {header.get('checkpoint', '')} (step {header.get('step')}, "
+        f"{header.get('which')})\n\ndataset: {header.get('dataset')}\n\n"
+    )
     (out_dir / "report.md").write_text(title + table)
-    rows = [pd.DataFrame({"target": r.target, "features": r.features, "participant_index":
-                          r.groups, "y": r.y, "prediction": r.pred}) for r in results]
+    rows = [
+        pd.DataFrame(
+            {
+                "target": r.target,
+                "features": r.features,
+                "participant_index": r.groups,
+                "y": r.y,
+                "prediction": r.pred,
+            }
+        )
+        for r in results
+    ]
     if rows:
         pd.concat(rows).to_csv(out_dir / "predictions.csv", index=False)
     plot_predictions(results, out_dir / "pred_vs_true.png")

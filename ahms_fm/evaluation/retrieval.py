@@ -32,14 +32,15 @@ def thirds(table) -> tuple[np.ndarray, np.ndarray]:
             continue
         third = max(1, n // 3)
         query.append(rows[:third])
-        gallery.append(rows[n - third:])
+        gallery.append(rows[n - third :])
     empty = np.zeros(0, np.int64)
-    return (np.concatenate(query) if query else empty,
-            np.concatenate(gallery) if gallery else empty)
+    return (
+        np.concatenate(query) if query else empty,
+        np.concatenate(gallery) if gallery else empty,
+    )
 
 
-def hits(x: np.ndarray, groups: np.ndarray, query: np.ndarray,
-         gallery: np.ndarray) -> np.ndarray:
+def hits(x: np.ndarray, groups: np.ndarray, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """[len(query)] whether each query row's nearest gallery row is its participant's."""
     rows = np.concatenate([query, gallery])
     x = np.asarray(x, np.float64)[rows]
@@ -47,13 +48,14 @@ def hits(x: np.ndarray, groups: np.ndarray, query: np.ndarray,
     mean, std = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
     z = np.nan_to_num((x - mean) / np.where(std > 0, std, 1.0))
     z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    q, g = z[:len(query)], z[len(query):]
+    q, g = z[: len(query)], z[len(query) :]
     nearest = np.argmax(q @ g.T, axis=1)
     return groups[gallery][nearest] == groups[query]
 
 
-def evaluate(table, features: dict, *, n_boot: int = 1000, level: float = 0.95,
-             seed: int = 0) -> list[dict]:
+def evaluate(
+    table, features: dict, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> list[dict]:
     """One record per feature set: top-1 accuracy [interval], participants, chance."""
     query, gallery = thirds(table)
     if len(np.unique(table["participant_index"].to_numpy()[query])) < 2:
@@ -68,9 +70,17 @@ def evaluate(table, features: dict, *, n_boot: int = 1000, level: float = 0.95,
         per_person = np.bincount(inverse, hits(x, groups, query, gallery)) / np.bincount(inverse)
         boot = per_person[draws].mean(axis=1)
         lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-        out.append({"features": name, "top1": float(per_person.mean()), "low": float(lo),
-                    "high": float(hi), "participants": len(people),
-                    "queries": len(query), "chance": 1.0 / len(people)})
+        out.append(
+            {
+                "features": name,
+                "top1": float(per_person.mean()),
+                "low": float(lo),
+                "high": float(hi),
+                "participants": len(people),
+                "queries": len(query),
+                "chance": 1.0 / len(people),
+            }
+        )
     return out
 
 
@@ -79,11 +89,17 @@ def markdown(records: list[dict], pct: str = "95%") -> list[str]:
     if not records:
         return []
     r0 = records[0]
-    lines = ["", f"Participant identification across time: each participant's first third "
-             f"of segments queries the last third of everybody's ({r0['participants']} "
-             f"participants, {r0['queries']} queries; chance {r0['chance']:.3f}). Top-1 "
-             f"accuracy, mean over participants [{pct} bootstrap interval]:", "",
-             "| features | top-1 |", "|---|---|"]
-    lines += [f"| {r['features']} | {r['top1']:.3f} [{r['low']:.3f}, {r['high']:.3f}] |"
-              for r in records]
+    lines = [
+        "",
+        f"Participant identification across time: each participant's first third "
+        f"of segments queries the last third of everybody's ({r0['participants']} "
+        f"participants, {r0['queries']} queries; chance {r0['chance']:.3f}). Top-1 "
+        f"accuracy, mean over participants [{pct} bootstrap interval]:",
+        "",
+        "| features | top-1 |",
+        "|---|---|",
+    ]
+    lines += [
+        f"| {r['features']} | {r['top1']:.3f} [{r['low']:.3f}, {r['high']:.3f}] |" for r in records
+    ]
     return lines

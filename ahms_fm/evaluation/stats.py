@@ -105,8 +105,11 @@ def _regression_batch(y, pred, w) -> dict[str, np.ndarray]:
 
 def _binary_batch(y, prob, w, threshold) -> dict[str, np.ndarray]:
     auc, ap = _ranking(y, prob, w)
-    return {"roc_auc": auc, "pr_auc": ap,
-            "balanced_accuracy": _balanced_accuracy(y, prob > threshold, w)}
+    return {
+        "roc_auc": auc,
+        "pr_auc": ap,
+        "balanced_accuracy": _balanced_accuracy(y, prob > threshold, w),
+    }
 
 
 # --- public metrics ---------------------------------------------------------------------
@@ -193,8 +196,9 @@ def _draw_weights(rng, size: int, n_boot: int, inverse=None) -> np.ndarray:
     return counts if inverse is None else counts[:, inverse]
 
 
-def bootstrap(y, pred, kind, *, groups=None, threshold=0.5, n_boot=1000, level=0.95, seed=0,
-              chunk: int = 100) -> dict[str, dict]:
+def bootstrap(
+    y, pred, kind, *, groups=None, threshold=0.5, n_boot=1000, level=0.95, seed=0, chunk: int = 100
+) -> dict[str, dict]:
     """Point estimates and percentile bootstrap intervals of the probe metrics.
 
     kind "regression" (mae, r2, pearson_r) or "binary" (roc_auc, pr_auc,
@@ -239,9 +243,21 @@ def bootstrap(y, pred, kind, *, groups=None, threshold=0.5, n_boot=1000, level=0
     return out
 
 
-def paired_difference(y, pred_a, pred_b, kind, metric, *, groups=None, threshold_a=0.5,
-                      threshold_b=0.5, n_boot=1000, level=0.95, seed=0,
-                      chunk: int = 100) -> dict:
+def paired_difference(
+    y,
+    pred_a,
+    pred_b,
+    kind,
+    metric,
+    *,
+    groups=None,
+    threshold_a=0.5,
+    threshold_b=0.5,
+    n_boot=1000,
+    level=0.95,
+    seed=0,
+    chunk: int = 100,
+) -> dict:
     """metric(a) - metric(b) of two predictions of the same rows, with a paired interval.
 
     Every bootstrap replicate draws one set of rows (or of whole `groups`, as in
@@ -259,8 +275,10 @@ def paired_difference(y, pred_a, pred_b, kind, metric, *, groups=None, threshold
         raise ValueError(f"metric {metric!r} is not one of the {kind!r} metrics")
     y, pred_a, pred_b = _arrays(y, pred_a, pred_b)
     keep = ~np.isnan(y)
-    thresholds = [np.broadcast_to(np.asarray(t, np.float64), y.shape)[keep]
-                  for t in (threshold_a, threshold_b)]
+    thresholds = [
+        np.broadcast_to(np.asarray(t, np.float64), y.shape)[keep]
+        for t in (threshold_a, threshold_b)
+    ]
     y, preds = y[keep], (pred_a[keep], pred_b[keep])
     n = len(y)
 
@@ -268,8 +286,9 @@ def paired_difference(y, pred_a, pred_b, kind, metric, *, groups=None, threshold
         if kind == "regression":
             a, b = (_regression_batch(y, p, w)[metric] for p in preds)
         else:
-            a, b = (_binary_batch(y, p, w, t)[metric]
-                    for p, t in zip(preds, thresholds, strict=True))
+            a, b = (
+                _binary_batch(y, p, w, t)[metric] for p, t in zip(preds, thresholds, strict=True)
+            )
         return a - b, a, b
 
     if groups is None:
@@ -278,8 +297,10 @@ def paired_difference(y, pred_a, pred_b, kind, metric, *, groups=None, threshold
         unique, inverse = np.unique(np.asarray(groups).ravel()[keep], return_inverse=True)
         size, inverse = len(unique), inverse.ravel()
     rng = np.random.default_rng(seed)
-    replicates = [difference(_draw_weights(rng, size, min(chunk, n_boot - start), inverse))[0]
-                  for start in range(0, n_boot, chunk)]
+    replicates = [
+        difference(_draw_weights(rng, size, min(chunk, n_boot - start), inverse))[0]
+        for start in range(0, n_boot, chunk)
+    ]
     values = np.concatenate(replicates) if replicates else np.array([])
     values = values[np.isfinite(values)]
     tail = (1.0 - level) / 2

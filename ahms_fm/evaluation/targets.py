@@ -36,8 +36,7 @@ DEFAULT_TARGETS = {
     "synthetic_ecg": ("age", "age>50", "bmi", "bmi>30", "sex", "hypertension", "af"),
     "cinc2017": ("af",),
     "ppg_bp": ("age", "age>50", "sex", "hypertension", "bmi"),
-    "stress_predict": ("segment.heart_rate",
-                       "stress=segment.label in " + "|".join(STRESS_PHASES)),
+    "stress_predict": ("segment.heart_rate", "stress=segment.label in " + "|".join(STRESS_PHASES)),
 }
 # Binary targets that are conditions (the demographic baseline applies to these).
 DEMOGRAPHICS = ("age", "sex", "bmi")
@@ -69,13 +68,15 @@ def parse_target(text: str) -> Target:
     if not m:
         raise ValueError(
             f"cannot parse target {text!r}; write e.g. age, age>50, sex, rhythm==A, "
-            "segment.heart_rate or name=segment.label in a|b")
+            "segment.heart_rate or name=segment.label in a|b"
+        )
     column, op = m["column"], m["op"]
     level = "segment" if column.startswith("segment.") else "participant"
     column = column.removeprefix("segment.")
     name = m["name"] or text.replace(" ", "")
-    return Target(name, column, level, op.strip() if op else None,
-                  m["value"].strip() if op else None)
+    return Target(
+        name, column, level, op.strip() if op else None, m["value"].strip() if op else None
+    )
 
 
 def parse_targets(texts) -> list[Target]:
@@ -101,8 +102,10 @@ def _number(v, target: Target) -> float:
     try:
         return float(v)
     except (TypeError, ValueError):
-        raise ValueError(f"target {target.name}: {target.column} has the non-numeric value "
-                         f"{v!r}; compare it instead, e.g. {target.column}=={v}") from None
+        raise ValueError(
+            f"target {target.name}: {target.column} has the non-numeric value "
+            f"{v!r}; compare it instead, e.g. {target.column}=={v}"
+        ) from None
 
 
 def values(target: Target, raw) -> tuple[np.ndarray, str]:
@@ -137,8 +140,9 @@ def _num_eq(v, allowed) -> bool:
 def participant_column(participants: list[dict], column: str, index: np.ndarray, where: str):
     """The raw values of `column` for the participants at `index` (participant_index)."""
     if not any(column in p for p in participants):
-        known = sorted({k for p in participants for k in p} - {"participant",
-                                                               "participant_index", "split"})
+        known = sorted(
+            {k for p in participants for k in p} - {"participant", "participant_index", "split"}
+        )
         raise ValueError(f"{where}: no participant label {column!r}; labels: {known}")
     by_index = {int(p["participant_index"]): p for p in participants}
     return [by_index[int(i)].get(column) for i in index]
@@ -150,8 +154,7 @@ def default_targets(dataset_name: str, participants: list[dict]) -> list[Target]
         return parse_targets(DEFAULT_TARGETS[dataset_name])
     skip = {"participant", "participant_index", "split"}
     # A synthetic cohort's ground truth (ahms_fm.evaluation.ceiling) is no target.
-    columns = sorted({k for p in participants for k in p if not k.startswith(TRUTH_PREFIX)}
-                     - skip)
+    columns = sorted({k for p in participants for k in p if not k.startswith(TRUTH_PREFIX)} - skip)
     found = []
     for column in columns:
         t = Target(column, column, "participant")

@@ -40,8 +40,10 @@ def main(argv=None) -> int:
     """`ahms-fm launch KIND [flags]`."""
     argv = sys.argv if argv is None else argv
     if len(argv) < 2 or argv[1] not in KINDS:
-        print(f"usage: {argv[0]} {{{','.join(KINDS)}}} [flags]   ({argv[0]} KIND --help for "
-              "its flags)", file=sys.stderr if len(argv) >= 2 and argv[1] not in ("-h", "--help")
-              else sys.stdout)
+        print(
+            f"usage: {argv[0]} {{{','.join(KINDS)}}} [flags]   ({argv[0]} KIND --help for "
+            "its flags)",
+            file=sys.stderr if len(argv) >= 2 and argv[1] not in ("-h", "--help") else sys.stdout,
+        )
         return 0 if len(argv) >= 2 and argv[1] in ("-h", "--help") else 2
     return run(argv[1], argv[2:])

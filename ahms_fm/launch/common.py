@@ -27,15 +27,28 @@ class LaunchError(Exception):
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description=description, allow_abbrev=False,
-        epilog="Any --config.key=value is passed to ahms_fm.main unchanged.")
-    p.add_argument("--config", required=True, metavar="FILE[:VARIANTS]",
-                   help="config file and variants, e.g. configs/ppg.py:runlocal")
+        prog=prog,
+        description=description,
+        allow_abbrev=False,
+        epilog="Any --config.key=value is passed to ahms_fm.main unchanged.",
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        metavar="FILE[:VARIANTS]",
+        help="config file and variants, e.g. configs/ppg.py:runlocal",
+    )
     p.add_argument("--workdir", help="checkpoints and metrics (required)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                   help="an environment variable for the training processes (repeatable)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print the commands that would run, run nothing")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the training processes (repeatable)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the commands that would run, run nothing"
+    )
     return p
 
 
@@ -47,16 +60,16 @@ def parse_args(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, li
     while i < len(rest):
         token = rest[i]
         if not token.startswith("--config."):
-            p.error(f"unrecognized argument {token!r} (config overrides look like "
-                    "--config.key=value)")
+            p.error(
+                f"unrecognized argument {token!r} (config overrides look like --config.key=value)"
+            )
         overrides.append(token)
         if "=" not in token and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
             overrides.append(rest[i + 1])
             i += 1
         i += 1
     if not args.workdir:
-        p.error("--workdir is required (where checkpoints and metrics go; a run resumes "
-                "from it)")
+        p.error("--workdir is required (where checkpoints and metrics go; a run resumes from it)")
     for item in args.env:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", item, flags=re.S):
             p.error(f"--env {item!r}: expected KEY=VALUE")
@@ -65,8 +78,10 @@ def parse_args(p: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, li
     for name, value in [*vars(args).items(), *(("--config.*", o) for o in overrides)]:
         for text in value if isinstance(value, list) else [value]:
             if isinstance(text, str) and re.search(r"[\x00-\x1f\x7f]", text):
-                p.error(f"--{name.replace('_', '-').lstrip('-')} {text!r}: control characters "
-                        "(line breaks, tabs, ...) are not allowed")
+                p.error(
+                    f"--{name.replace('_', '-').lstrip('-')} {text!r}: control characters "
+                    "(line breaks, tabs, ...) are not allowed"
+                )
     return args, overrides
 
 
@@ -83,18 +98,26 @@ def resolve_config(spec: str, *, inside_repo: bool = False) -> str:
     commands run from there), else absolute. Checks that the file exists."""
     path, sep, variants = spec.partition(":")
     file = Path(os.path.abspath(os.path.expanduser(path)))  # abspath also removes ".."
-    if not file.is_file() and "/" not in path and not path.endswith(".py") \
-            and (PACKAGE_CONFIGS / f"{path}.py").is_file():
+    if (
+        not file.is_file()
+        and "/" not in path
+        and not path.endswith(".py")
+        and (PACKAGE_CONFIGS / f"{path}.py").is_file()
+    ):
         return spec  # a packaged config by name: every worker's install has it
     if not file.is_file():
-        raise LaunchError(f"config file {path!r} not found (give a file, or a packaged "
-                          f"config's name: {', '.join(_packaged_names())})")
+        raise LaunchError(
+            f"config file {path!r} not found (give a file, or a packaged "
+            f"config's name: {', '.join(_packaged_names())})"
+        )
     try:
         path = str(file.relative_to(ROOT))
     except ValueError:
         if inside_repo:
-            raise LaunchError(f"config file {path!r} is outside the checkout {ROOT}; the "
-                              "workers only receive the checkout") from None
+            raise LaunchError(
+                f"config file {path!r} is outside the checkout {ROOT}; the "
+                "workers only receive the checkout"
+            ) from None
         path = str(file)
     return path + sep + variants
 
@@ -153,17 +176,24 @@ class Shell:
     def comment(self, text: str):
         print(f"# {text}", file=sys.stdout if self.dry_run else sys.stderr, flush=True)
 
-    def run(self, command: str, *, check: bool = True, capture: bool = False,
-            dry_stdout: str = "") -> subprocess.CompletedProcess:
+    def run(
+        self, command: str, *, check: bool = True, capture: bool = False, dry_stdout: str = ""
+    ) -> subprocess.CompletedProcess:
         """Run `command` with bash; in a dry run, print it and pretend it printed
         `dry_stdout` and succeeded."""
         if self.dry_run:
             print(command, flush=True)
             return subprocess.CompletedProcess(command, 0, stdout=dry_stdout)
         print(f"+ {command}", file=sys.stderr, flush=True)
-        return subprocess.run(command, shell=True, executable="/bin/bash", cwd=ROOT,
-                              check=check, text=True,
-                              stdout=subprocess.PIPE if capture else None)
+        return subprocess.run(
+            command,
+            shell=True,
+            executable="/bin/bash",
+            cwd=ROOT,
+            check=check,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+        )
 
 
 def guarded(build, argv) -> int:

@@ -33,19 +33,28 @@ def local_processes(args, overrides) -> list[tuple[dict[str, str], list[str]]]:
     for i in range(args.processes):
         env = {}
         if args.processes > 1:  # train.initialize_distributed reads these
-            env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{args.port}",
-                       JAX_NUM_PROCESSES=str(args.processes), JAX_PROCESS_ID=str(i))
+            env.update(
+                JAX_COORDINATOR_ADDRESS=f"localhost:{args.port}",
+                JAX_NUM_PROCESSES=str(args.processes),
+                JAX_PROCESS_ID=str(i),
+            )
         if args.devices_per_process:
-            xla = re.sub(r"--xla_force_host_platform_device_count=\S+", "",
-                         os.environ.get("XLA_FLAGS", "")).split()
-            env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
-                [*xla, f"--xla_force_host_platform_device_count={args.devices_per_process}"]))
+            xla = re.sub(
+                r"--xla_force_host_platform_device_count=\S+", "", os.environ.get("XLA_FLAGS", "")
+            ).split()
+            env.update(
+                JAX_PLATFORMS="cpu",
+                XLA_FLAGS=" ".join(
+                    [*xla, f"--xla_force_host_platform_device_count={args.devices_per_process}"]
+                ),
+            )
             if args.processes > 1:  # XLA:CPU's cross-process collectives
                 env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
         if args.gpus_per_process:
             first = i * args.gpus_per_process
             env["CUDA_VISIBLE_DEVICES"] = ",".join(
-                str(g) for g in range(first, first + args.gpus_per_process))
+                str(g) for g in range(first, first + args.gpus_per_process)
+            )
         env.update(env_pairs(args.env))
         procs.append((env, argv))
     return procs
@@ -58,21 +67,35 @@ def _free_port() -> int:
 
 
 def local(argv=None) -> int:
-    p = parser("launch/local", "Train with N processes on this machine: a multi-host run "
-                "in miniature (fake CPU devices) or one process per GPU group.")
+    p = parser(
+        "launch/local",
+        "Train with N processes on this machine: a multi-host run "
+        "in miniature (fake CPU devices) or one process per GPU group.",
+    )
     p.add_argument("--processes", type=int, default=1, help="JAX processes (default 1)")
-    p.add_argument("--devices-per-process", type=int, default=0, metavar="D",
-                   help="D fake CPU devices per process (XLA_FLAGS); 0: the real devices")
-    p.add_argument("--gpus-per-process", type=int, default=0, metavar="K",
-                   help="give process i GPUs i*K..i*K+K-1 (CUDA_VISIBLE_DEVICES)")
+    p.add_argument(
+        "--devices-per-process",
+        type=int,
+        default=0,
+        metavar="D",
+        help="D fake CPU devices per process (XLA_FLAGS); 0: the real devices",
+    )
+    p.add_argument(
+        "--gpus-per-process",
+        type=int,
+        default=0,
+        metavar="K",
+        help="give process i GPUs i*K..i*K+K-1 (CUDA_VISIBLE_DEVICES)",
+    )
     p.add_argument("--port", type=int, default=0, help="coordinator port (default: a free one)")
     p.add_argument("--python", default=default_python(), help="Python that runs the training")
     args, overrides = parse_args(p, argv)
     if args.processes < 1:
         raise LaunchError("--processes must be at least 1")
     if args.devices_per_process and args.gpus_per_process:
-        raise LaunchError("--devices-per-process (fake CPU devices) and --gpus-per-process "
-                          "exclude each other")
+        raise LaunchError(
+            "--devices-per-process (fake CPU devices) and --gpus-per-process exclude each other"
+        )
     args.config = resolve_config(args.config)
     check_config(args.config, overrides)
     args.workdir = absolute_workdir(args.workdir)
@@ -102,9 +125,15 @@ def _run_local(procs) -> int:
     for i, (env, argv) in enumerate(procs):
         print(f"+ {shlex.join(argv)}  (process {i})", file=sys.stderr, flush=True)
         # Own session: the terminal's Ctrl-C reaches the launcher only, which sends SIGTERM.
-        child = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        child = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **env},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         prefix = f"[p{i}] " if len(procs) > 1 else ""
         pumps.append(threading.Thread(target=_pump, args=(child.stdout, prefix), daemon=True))
         pumps[-1].start()
@@ -115,8 +144,11 @@ def _run_local(procs) -> int:
     def stop(signum, frame):
         stops.append(signum)
         kill = signal.SIGKILL if len(stops) > 1 else signal.SIGTERM
-        print(f"launch/local: sending {kill.name} to the training processes",
-              file=sys.stderr, flush=True)
+        print(
+            f"launch/local: sending {kill.name} to the training processes",
+            file=sys.stderr,
+            flush=True,
+        )
         for c in children:
             if c.poll() is None:
                 c.send_signal(kill)

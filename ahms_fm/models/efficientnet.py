@@ -117,8 +117,14 @@ class EfficientNet1D(nnx.Module):
         self.embed_dim = embed_dim
         self.dtype = dtype
         self.stem = nnx.Conv(
-            in_channels, width, stem_kernel, strides=2, padding="SAME", use_bias=False,
-            dtype=dtype, rngs=rngs,
+            in_channels,
+            width,
+            stem_kernel,
+            strides=2,
+            padding="SAME",
+            use_bias=False,
+            dtype=dtype,
+            rngs=rngs,
         )
         self.stem_bn = bn(width)
         blocks = []
@@ -127,10 +133,16 @@ class EfficientNet1D(nnx.Module):
             for r in range(repeats):
                 blocks.append(
                     MBConv(
-                        width, out, kernel, stride if r == 0 else 1,
+                        width,
+                        out,
+                        kernel,
+                        stride if r == 0 else 1,
                         1 if i == 0 else expansion,
-                        se_ratio=se_ratio, bn=bn, depthwise_impl=depthwise_impl,
-                        dtype=dtype, rngs=rngs,
+                        se_ratio=se_ratio,
+                        bn=bn,
+                        depthwise_impl=depthwise_impl,
+                        dtype=dtype,
+                        rngs=rngs,
                     )
                 )
                 width = out

@@ -49,8 +49,7 @@ def depthwise_conv_shift(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Ar
     out_len = math.ceil(length / stride)
     span = stride * (out_len - 1) + 1
     taps = [
-        jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * kernel[i]
-        for i in range(k)
+        jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * kernel[i] for i in range(k)
     ]
     return sum(taps[1:], taps[0])
 
@@ -81,16 +80,16 @@ def _dw_bwd(stride, residuals, g):
     # samples for stride 2) scaled by the flipped kernel.
     left = k - 1 - lo
     right = length - span + lo
-    gp = jax.lax.pad(g, jnp.zeros((), g.dtype),
-                     ((0, 0, 0), (left, right, stride - 1), (0, 0, 0)))
-    taps = [jax.lax.slice_in_dim(gp, j, j + length, axis=1) * kernel[k - 1 - j]
-            for j in range(k)]
+    gp = jax.lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (left, right, stride - 1), (0, 0, 0)))
+    taps = [jax.lax.slice_in_dim(gp, j, j + length, axis=1) * kernel[k - 1 - j] for j in range(k)]
     dx = sum(taps[1:], taps[0])
     xp = jnp.pad(x, ((0, 0), (lo, hi), (0, 0)))
-    dk = jnp.stack([
-        jnp.sum(jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * g, (0, 1))
-        for i in range(k)
-    ])
+    dk = jnp.stack(
+        [
+            jnp.sum(jax.lax.slice_in_dim(xp, i, i + span, stride=stride, axis=1) * g, (0, 1))
+            for i in range(k)
+        ]
+    )
     return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 

@@ -17,12 +17,19 @@ class Student(nnx.Module):
     def __init__(self, config, rngs: nnx.Rngs):
         self.encoder = encoder_from_config(config, rngs=rngs)
         dtype = jnp.dtype(config.model.dtype)
-        self.head = ProjectionHead(config.model.embed_dim, config.head.hidden_dim,
-                                   config.head.out_dim, config.head.dropout, dtype=dtype,
-                                   rngs=rngs)
-        self.predictor = (Predictor(config.head.out_dim, config.head.predictor_hidden_dim,
-                                    dtype=dtype, rngs=rngs)
-                          if config.loss.name == "byol" else None)
+        self.head = ProjectionHead(
+            config.model.embed_dim,
+            config.head.hidden_dim,
+            config.head.out_dim,
+            config.head.dropout,
+            dtype=dtype,
+            rngs=rngs,
+        )
+        self.predictor = (
+            Predictor(config.head.out_dim, config.head.predictor_hidden_dim, dtype=dtype, rngs=rngs)
+            if config.loss.name == "byol"
+            else None
+        )
 
     def __call__(self, x, rngs=None, predict: bool = False):
         z = self.head(self.encoder(x), rngs=rngs)

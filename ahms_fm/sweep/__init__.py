@@ -52,10 +52,30 @@ from ahms_fm.sweep.summary import (
 )
 
 __all__ = [  # noqa: RUF022 (by kind)
-    "values", "variants", "product", "zip_", "chain", "Label", "Point", "SweepError",
-    "Sweep", "Run", "load_sweep", "expand", "select", "run_local", "run_launcher",
-    "latest_step", "is_complete", "run_metrics", "summarize", "summarize_groups",
-    "markdown_table", "write_summary", "write_groups", "run",
+    "values",
+    "variants",
+    "product",
+    "zip_",
+    "chain",
+    "Label",
+    "Point",
+    "SweepError",
+    "Sweep",
+    "Run",
+    "load_sweep",
+    "expand",
+    "select",
+    "run_local",
+    "run_launcher",
+    "latest_step",
+    "is_complete",
+    "run_metrics",
+    "summarize",
+    "summarize_groups",
+    "markdown_table",
+    "write_summary",
+    "write_groups",
+    "run",
 ]
 
 
@@ -66,25 +86,45 @@ __all__ = [  # noqa: RUF022 (by kind)
 
 def _parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog, description="Expand a sweep file into runs; train them one after another, "
+        prog=prog,
+        description="Expand a sweep file into runs; train them one after another, "
         "or one job each through launch/<launcher>; tabulate their metrics. Extra "
-        "--config.key=value arguments apply to every run.")
-    p.add_argument("--sweep", required=True, help="A sweep: a packaged name (ablations, "
-                   "positives, learning_rate) or a file.")
+        "--config.key=value arguments apply to every run.",
+    )
+    p.add_argument(
+        "--sweep",
+        required=True,
+        help="A sweep: a packaged name (ablations, positives, learning_rate) or a file.",
+    )
     p.add_argument("--root", default="runs/sweeps", help="Workdirs go to ROOT/<sweep>/<run>.")
     p.add_argument("--config", help="Replace the sweep's base config (file[:variants]).")
     p.add_argument("--only", help="Comma-separated run names or globs (e.g. 'byol,*koleo*').")
-    p.add_argument("--dry-run", "--dry_run", action="store_true",
-                   help="Print the commands, run nothing.")
-    p.add_argument("--launcher", help="Submit one job per run through launch/LAUNCHER "
-                   "(local, slurm, tpu_pod) instead of training here one after another.")
-    p.add_argument("--launcher_args", default="", help="Flags for the launcher, one string; "
-                   "{run}, {sweep}, {index} become each run's (e.g. --job-name={run}).")
-    p.add_argument("--probe", action="store_true", help="Local sweeps: `ahms-fm probe` each run "
-                   "after training (or its latest checkpoint, if the report is older).")
+    p.add_argument(
+        "--dry-run", "--dry_run", action="store_true", help="Print the commands, run nothing."
+    )
+    p.add_argument(
+        "--launcher",
+        help="Submit one job per run through launch/LAUNCHER "
+        "(local, slurm, tpu_pod) instead of training here one after another.",
+    )
+    p.add_argument(
+        "--launcher_args",
+        default="",
+        help="Flags for the launcher, one string; "
+        "{run}, {sweep}, {index} become each run's (e.g. --job-name={run}).",
+    )
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="Local sweeps: `ahms-fm probe` each run "
+        "after training (or its latest checkpoint, if the report is older).",
+    )
     p.add_argument("--summary", action="store_true", help="Only print and write the summary.")
-    p.add_argument("--metrics", help="Summary columns: comma-separated globs, e.g. "
-                   "'loss,val/*,report/*' (default: the sweep file's, or all).")
+    p.add_argument(
+        "--metrics",
+        help="Summary columns: comma-separated globs, e.g. "
+        "'loss,val/*,report/*' (default: the sweep file's, or all).",
+    )
     return p
 
 
@@ -118,8 +158,9 @@ def run(argv=None) -> int:
         _print_summaries(every, folder, metrics, sweep.group_over)
         return 0
     if args.launcher:
-        failed = run_launcher(runs, args.launcher, extra=shlex.split(args.launcher_args),
-                              dry_run=args.dry_run)
+        failed = run_launcher(
+            runs, args.launcher, extra=shlex.split(args.launcher_args), dry_run=args.dry_run
+        )
     else:
         failed = run_local(runs, dry_run=args.dry_run, probe=args.probe)
         if not args.dry_run:
@@ -127,4 +168,3 @@ def run(argv=None) -> int:
     if failed:
         print(f"# failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
-

@@ -39,10 +39,14 @@ class Point:
             raise SweepError(f"config key(s) {sorted(keys)} set by two axes")
         columns = {c.column for c in self.labels} & {c.column for c in other.labels}
         if columns:
-            raise SweepError(f"column(s) {sorted(columns)} labelled by two axes; "
-                             "give one of them name=...")
-        return Point(self.overrides + other.overrides, self.variants + other.variants,
-                     self.labels + other.labels)
+            raise SweepError(
+                f"column(s) {sorted(columns)} labelled by two axes; give one of them name=..."
+            )
+        return Point(
+            self.overrides + other.overrides,
+            self.variants + other.variants,
+            self.labels + other.labels,
+        )
 
 
 Axis = tuple[Point, ...]
@@ -58,8 +62,10 @@ def values(key: str, vals, *, labels=None, name: str | None = None) -> Axis:
     labels = [_text(v) for v in vals] if labels is None else [str(s) for s in labels]
     if not vals or len(labels) != len(vals):
         raise SweepError(f"values({key!r}): need values, and one label per value")
-    return tuple(Point(overrides=((key, v),), labels=(Label(name or key, s),))
-                 for v, s in zip(vals, labels, strict=True))
+    return tuple(
+        Point(overrides=((key, v),), labels=(Label(name or key, s),))
+        for v, s in zip(vals, labels, strict=True)
+    )
 
 
 def variants(names, *, labels=None, name: str = "variant") -> Axis:
@@ -74,9 +80,10 @@ def variants(names, *, labels=None, name: str = "variant") -> Axis:
     labels = [str(s) for s in labels]
     if not names or len(labels) != len(names):
         raise SweepError("variants(): need names, and one label per name")
-    return tuple(Point(variants=tuple(v for v in n.split(",") if v),
-                       labels=(Label(name, s, keyed=False),))
-                 for n, s in zip(names, labels, strict=True))
+    return tuple(
+        Point(variants=tuple(v for v in n.split(",") if v), labels=(Label(name, s, keyed=False),))
+        for n, s in zip(names, labels, strict=True)
+    )
 
 
 def product(*axes: Axis) -> Axis:

@@ -61,8 +61,16 @@ class Run:
         return [f"--config.{k}={v}" for k, v in self.overrides]
 
     def train_command(self, python: str = sys.executable) -> list[str]:
-        return [python, "-m", "ahms_fm.main", "--config", self.config,
-                "--workdir", self.workdir, *self.flags]
+        return [
+            python,
+            "-m",
+            "ahms_fm.main",
+            "--config",
+            self.config,
+            "--workdir",
+            self.workdir,
+            *self.flags,
+        ]
 
     def launch_command(self, launcher: str, extra=()) -> list[str]:
         """`launch/<launcher> EXTRA --config ... --workdir ... overrides`; in EXTRA, {run},
@@ -70,12 +78,25 @@ class Run:
         sweep, run = self.name.split("/", 1)
         fill = {"{run}": run, "{sweep}": sweep, "{index}": str(self.index)}
         extra = [re.sub(r"\{run\}|\{sweep\}|\{index\}", lambda m: fill[m[0]], a) for a in extra]
-        return [launcher_path(launcher), *extra, "--config", self.config,
-                "--workdir", self.workdir, *self.flags]
+        return [
+            launcher_path(launcher),
+            *extra,
+            "--config",
+            self.config,
+            "--workdir",
+            self.workdir,
+            *self.flags,
+        ]
 
     def probe_command(self, python: str = sys.executable) -> list[str]:
-        return [python, "-m", "ahms_fm.evaluation.probe", "--checkpoint", self.workdir,
-                *self.probe_args]
+        return [
+            python,
+            "-m",
+            "ahms_fm.evaluation.probe",
+            "--checkpoint",
+            self.workdir,
+            *self.probe_args,
+        ]
 
 
 def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
@@ -95,8 +116,10 @@ def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
     d = dict(module.get_sweep())
     unknown = sorted(set(d) - set(SWEEP_KEYS))
     if unknown or "sweep" not in d or not (config or d.get("config")):
-        raise SweepError(f"{path}: get_sweep() must return 'config' and 'sweep' (optional: "
-                         f"{', '.join(repr(k) for k in SWEEP_KEYS[2:])}); unknown: {unknown}")
+        raise SweepError(
+            f"{path}: get_sweep() must return 'config' and 'sweep' (optional: "
+            f"{', '.join(repr(k) for k in SWEEP_KEYS[2:])}); unknown: {unknown}"
+        )
     fixed = dict(d.get("overrides") or {})
     for text in overrides:
         key, sep, value = text.partition("=")
@@ -109,13 +132,20 @@ def load_sweep(path, *, config: str | None = None, overrides=()) -> Sweep:
     metrics = d.get("metrics") or ()
     probe_args = d.get("probe_args") or ()
     if isinstance(probe_args, str) or not all(isinstance(a, str) for a in probe_args):
-        raise SweepError(f"{path}: 'probe_args' must be a list of flag strings, e.g. "
-                         "['--baselines=', '--targets=age,sex']")
-    return Sweep(name=_sanitize(d.get("name") or Path(path).stem), config=config or d["config"],
-                 points=points, overrides=tuple(fixed.items()),
-                 metrics=(metrics,) if isinstance(metrics, str) else tuple(metrics),
-                 source=path, probe_args=tuple(probe_args),
-                 group_over=str(d.get("group_over", "seed")))
+        raise SweepError(
+            f"{path}: 'probe_args' must be a list of flag strings, e.g. "
+            "['--baselines=', '--targets=age,sex']"
+        )
+    return Sweep(
+        name=_sanitize(d.get("name") or Path(path).stem),
+        config=config or d["config"],
+        points=points,
+        overrides=tuple(fixed.items()),
+        metrics=(metrics,) if isinstance(metrics, str) else tuple(metrics),
+        source=path,
+        probe_args=tuple(probe_args),
+        group_over=str(d.get("group_over", "seed")),
+    )
 
 
 def expand(sweep: Sweep, root="runs/sweeps") -> list[Run]:
@@ -127,21 +157,31 @@ def expand(sweep: Sweep, root="runs/sweeps") -> list[Run]:
         both = fixed_keys & {k for k, _ in point.overrides}
         if both:
             raise SweepError(f"{sweep.source}: {sorted(both)} both swept and fixed")
-        name = _sanitize(",".join(f"{short[c.column]}={c.text}" if c.keyed else c.text
-                                  for c in point.labels) or "base")
+        name = _sanitize(
+            ",".join(f"{short[c.column]}={c.text}" if c.keyed else c.text for c in point.labels)
+            or "base"
+        )
         if name in seen:
-            raise SweepError(f"{sweep.source}: two runs named {name!r}; "
-                             "give values(..., labels=...) to tell them apart")
+            raise SweepError(
+                f"{sweep.source}: two runs named {name!r}; "
+                "give values(..., labels=...) to tell them apart"
+            )
         seen[name] = point
         config = _with_variants(sweep.config, point.variants)
         overrides = tuple((k, _flag_text(v)) for k, v in sweep.overrides + point.overrides)
         loaded = _check(sweep.source, f"{sweep.name}/{name}", config, overrides, bases)
-        runs.append(Run(
-            name=f"{sweep.name}/{name}", workdir=os.path.join(str(root), sweep.name, name),
-            config=config, overrides=overrides,
-            columns=tuple((short[c.column], c.text) for c in point.labels),
-            num_steps=int(loaded.num_steps), index=len(runs) + 1,
-            probe_args=sweep.probe_args))
+        runs.append(
+            Run(
+                name=f"{sweep.name}/{name}",
+                workdir=os.path.join(str(root), sweep.name, name),
+                config=config,
+                overrides=overrides,
+                columns=tuple((short[c.column], c.text) for c in point.labels),
+                num_steps=int(loaded.num_steps),
+                index=len(runs) + 1,
+                probe_args=sweep.probe_args,
+            )
+        )
     return runs
 
 
@@ -151,8 +191,13 @@ def select(runs: list[Run], only: str | None) -> list[Run]:
     if not only:
         return runs
     patterns = [p.strip() for p in only.split(",") if p.strip()]
-    picked = [r for r in runs if any(fnmatch.fnmatchcase(n, p) for p in patterns
-                                     for n in (r.name, r.name.split("/", 1)[1]))]
+    picked = [
+        r
+        for r in runs
+        if any(
+            fnmatch.fnmatchcase(n, p) for p in patterns for n in (r.name, r.name.split("/", 1)[1])
+        )
+    ]
     if not picked:
         raise SweepError(f"--only {only!r} matches none of {[r.name for r in runs]}")
     return picked
@@ -165,8 +210,14 @@ def _short_columns(columns) -> dict[str, str]:
     for c in columns:
         parts = c.split(".")
         others = [o for o in columns if o != c]
-        out[c] = next((".".join(parts[-k:]) for k in range(1, len(parts) + 1)
-                       if not any(_ends_with(o, ".".join(parts[-k:])) for o in others)), c)
+        out[c] = next(
+            (
+                ".".join(parts[-k:])
+                for k in range(1, len(parts) + 1)
+                if not any(_ends_with(o, ".".join(parts[-k:])) for o in others)
+            ),
+            c,
+        )
     return out
 
 
@@ -282,8 +333,10 @@ def run_local(runs: list[Run], *, dry_run=False, probe=False, out=_say) -> list[
     failed = []
     for i, run in enumerate(runs, 1):
         done, step = is_complete(run), latest_step(run.workdir)
-        out(f"# [{i}/{len(runs)}] {run.name}: " + (
-            "complete" if done else f"resuming from step {step}" if step else "training"))
+        out(
+            f"# [{i}/{len(runs)}] {run.name}: "
+            + ("complete" if done else f"resuming from step {step}" if step else "training")
+        )
         commands = [] if done else [run.train_command()]
         if probe and (not done or _needs_probe(run)):
             commands.append(run.probe_command())
@@ -296,8 +349,7 @@ def run_local(runs: list[Run], *, dry_run=False, probe=False, out=_say) -> list[
     return failed
 
 
-def run_launcher(runs: list[Run], launcher: str, *, extra=(), dry_run=False,
-                 out=_say) -> list[str]:
+def run_launcher(runs: list[Run], launcher: str, *, extra=(), dry_run=False, out=_say) -> list[str]:
     """One `launch/<launcher>` call per run not yet complete; returns the failed names."""
     if not dry_run and not (REPO / "launch" / launcher).is_file():
         raise SweepError(f"no launcher {launcher_path(launcher)}")

@@ -35,8 +35,9 @@ def run_metrics(workdir) -> dict[str, float]:
             except json.JSONDecodeError:  # a line cut short by a killed run
                 continue
             found["step"] = max(found.get("step", 0), record.get("step", 0))
-            found.update({k: v for k, v in record.items()
-                          if k == "loss" or k.startswith(("val/", "probe/"))})
+            found.update(
+                {k: v for k, v in record.items() if k == "loss" or k.startswith(("val/", "probe/"))}
+            )
     report = workdir / "probe" / "report.json"
     if report.is_file():
         for r in json.loads(report.read_text()).get("results", []):
@@ -59,10 +60,17 @@ def summarize(runs: list[Run], metrics=()) -> tuple[list[str], list[list]]:
     for run, f in zip(runs, found, strict=True):
         labels = dict(run.columns)
         step = latest_step(run.workdir) or f.get("step")
-        status = ("done" if is_complete(run) else f"{step}/{run.num_steps}" if step
-                  else "not started")
-        rows.append([run.name.split("/", 1)[1], *(labels.get(c) for c in swept), status,
-                     *(f.get(k) for k in names)])
+        status = (
+            "done" if is_complete(run) else f"{step}/{run.num_steps}" if step else "not started"
+        )
+        rows.append(
+            [
+                run.name.split("/", 1)[1],
+                *(labels.get(c) for c in swept),
+                status,
+                *(f.get(k) for k in names),
+            ]
+        )
     return ["run", *swept, "status", *names], rows
 
 
@@ -128,10 +136,10 @@ def summarize_groups(runs: list[Run], metrics=(), over: str = "seed") -> list[di
 
 def _pool(header, rows, over: str) -> list[dict]:
     """`summarize_groups` on a summary already made (header, rows)."""
-    swept = header[1:header.index("status")]
+    swept = header[1 : header.index("status")]
     if over not in swept:
         return []
-    names = header[header.index("status") + 1:]
+    names = header[header.index("status") + 1 :]
     groups: dict[str, dict[str, dict[str, float]]] = {}
     for row in rows:
         cells = dict(zip(header, row, strict=True))
@@ -153,11 +161,23 @@ def _pool(header, rows, over: str) -> list[dict]:
             mean, lo, hi = _t_interval(list(got.values()))
             ref = groups[reference].get(name, {})
             paired = [got[k] - ref[k] for k in got if k in ref]
-            d, d_lo, d_hi = _t_interval(paired) if paired and label != reference else (
-                (math.nan,) * 3)
-            out.append({"group": label, "metric": name, "n": len(got), "mean": mean,
-                        "low": lo, "high": hi, "diff": d, "diff_low": d_lo,
-                        "diff_high": d_hi, "reference": reference})
+            d, d_lo, d_hi = (
+                _t_interval(paired) if paired and label != reference else ((math.nan,) * 3)
+            )
+            out.append(
+                {
+                    "group": label,
+                    "metric": name,
+                    "n": len(got),
+                    "mean": mean,
+                    "low": lo,
+                    "high": hi,
+                    "diff": d,
+                    "diff_low": d_lo,
+                    "diff_high": d_hi,
+                    "reference": reference,
+                }
+            )
     return out
 
 
@@ -184,15 +204,20 @@ def groups_markdown(records: list[dict], over: str = "seed") -> str:
     def table(cell):
         lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
         for g in groups:
-            lines.append(f"| {g} | " + " | ".join(
-                cell(at[g, m]) if (g, m) in at else MISSING for m in names) + " |")
+            lines.append(
+                f"| {g} | "
+                + " | ".join(cell(at[g, m]) if (g, m) in at else MISSING for m in names)
+                + " |"
+            )
         return "\n".join(lines)
 
-    return (f"Mean over {over}s [95% t-interval] (n = {n} per group):\n\n"
-            + table(lambda r: _interval_text(r["mean"], r["low"], r["high"]))
-            + f"\n\nDifference from {ref}, paired by {over} [95% t-interval]:\n\n"
-            + table(lambda r: _interval_text(r["diff"], r["diff_low"], r["diff_high"], True))
-            + "\n")
+    return (
+        f"Mean over {over}s [95% t-interval] (n = {n} per group):\n\n"
+        + table(lambda r: _interval_text(r["mean"], r["low"], r["high"]))
+        + f"\n\nDifference from {ref}, paired by {over} [95% t-interval]:\n\n"
+        + table(lambda r: _interval_text(r["diff"], r["diff_low"], r["diff_high"], True))
+        + "\n"
+    )
 
 
 def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed") -> None:
@@ -215,8 +240,11 @@ def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed"
                 continue
             dots = runs_values.get((g, name), [])
             ax.plot([i] * len(dots), dots, "o", color="0.6", ms=3)
-            err = [[r["mean"] - r["low"]], [r["high"] - r["mean"]]] if not math.isnan(
-                r["low"]) else None
+            err = (
+                [[r["mean"] - r["low"]], [r["high"] - r["mean"]]]
+                if not math.isnan(r["low"])
+                else None
+            )
             ax.errorbar([i], [r["mean"]], yerr=err, fmt="s", color="C0", capsize=3)
         values = [v for g in groups for v in runs_values.get((g, name), [])]
         if values:  # the runs' range, not a 2-seed t-interval's, sets the scale
@@ -226,7 +254,7 @@ def plot_groups(records: list[dict], runs_values: dict, path, over: str = "seed"
         ax.set_xticks(range(len(groups)), groups, rotation=35, ha="right", fontsize=8)
         ax.set_title(name, fontsize=9)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(f"each run (grey), mean and 95% t-interval over {over}s (blue)", fontsize=9)
     fig.tight_layout()
@@ -246,7 +274,7 @@ def write_groups(runs: list[Run], folder, metrics=(), over: str = "seed") -> str
     (folder / "groups.md").write_text(text)
     keys = list(records[0])
     (folder / "groups.csv").write_text(csv_table(keys, [[r[k] for k in keys] for r in records]))
-    swept = header[1:header.index("status")]
+    swept = header[1 : header.index("status")]
     dots: dict = {}
     for row in rows:
         cells = dict(zip(header, row, strict=True))

@@ -20,17 +20,24 @@ def get_sweep():
         # Seeds outermost: every variant's seed 0 first, so a partial sweep is comparable.
         "sweep": product(
             values("seed", [0, 1, 2]),
-            variants([
-                "",  # the recipe: participant positives, InfoNCE + KoLeo, EMA teacher
-                "segment_level",  # positives: two views of one segment, not of one participant
-                "no_koleo",  # InfoNCE alone
-                "simclr",  # no teacher: the student encodes both views
-                "byol",  # BYOL's loss with a predictor, no negatives
-            ]),
+            variants(
+                [
+                    "",  # the recipe: participant positives, InfoNCE + KoLeo, EMA teacher
+                    "segment_level",  # positives: two views of one segment, not of one participant
+                    "no_koleo",  # InfoNCE alone
+                    "simclr",  # no teacher: the student encodes both views
+                    "byol",  # BYOL's loss with a predictor, no negatives
+                ]
+            ),
         ),
         "overrides": {"num_steps": 600},
-        "metrics": ["loss", "val/effective_rank", "val/effective_rank_centered",
-                    "val/retrieval_top1", "report/*"],
+        "metrics": [
+            "loss",
+            "val/effective_rank",
+            "val/effective_rank_centered",
+            "val/retrieval_top1",
+            "report/*",
+        ],
         # Each run's probes without baselines: the untrained encoders and hand-crafted
         # features are the same for every run; probe them once (docs/results.md).
         "probe_args": ["--baselines="],

@@ -13,8 +13,10 @@ def get_sweep():
         "config": "ppg:runlocal",
         "sweep": product(
             # Larger steps, longer warmup: the two keys move together, so zip them.
-            zip_(values("optimizer.learning_rate", [3e-4, 1e-3, 3e-3]),
-                 values("schedule.warmup_steps", [0, 3, 6])),
+            zip_(
+                values("optimizer.learning_rate", [3e-4, 1e-3, 3e-3]),
+                values("schedule.warmup_steps", [0, 3, 6]),
+            ),
             values("loss.koleo_weight", [0.0, 0.1, 0.3]),
         ),
         "overrides": {"schedule.name": "warmup_cosine"},  # every run, not in the names

@@ -16,7 +16,12 @@ def get_sweep():
         "config": "ppg:study",
         "sweep": product(values("seed", [0, 1, 2]), variants(["", "segment_level"])),
         "overrides": {"num_steps": 600},
-        "metrics": ["loss", "val/effective_rank", "val/effective_rank_centered",
-                    "val/retrieval_top1", "report/*"],
+        "metrics": [
+            "loss",
+            "val/effective_rank",
+            "val/effective_rank_centered",
+            "val/retrieval_top1",
+            "report/*",
+        ],
         "probe_args": ["--baselines="],
     }

@@ -28,7 +28,14 @@ from ahms_fm.data.readers.tables import read_participants_csv
 from ahms_fm.data.recording import DataError
 
 __all__ = [  # noqa: RUF022 (grouped by kind, not sorted)
-    "ByoSpec", "read_file", "read_participants_csv", "scan_folder", "header_table",  # BYO
-    "read_e4_extras", "read_e4_session", "E4_BVP_RATE", "E4_ACC_RATE",  # Empatica E4
+    "ByoSpec",
+    "read_file",
+    "read_participants_csv",
+    "scan_folder",
+    "header_table",  # BYO
+    "read_e4_extras",
+    "read_e4_session",
+    "E4_BVP_RATE",
+    "E4_ACC_RATE",  # Empatica E4
     "DataError",
 ]

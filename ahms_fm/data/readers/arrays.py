@@ -31,8 +31,9 @@ def _mat_arrays(path: Path) -> dict[str, np.ndarray]:
         try:
             import h5py
         except ImportError:  # pragma: no cover - h5py is a dependency
-            raise DataError(path, "a MATLAB v7.3 (HDF5) file needs h5py: pip install h5py") \
-                from None
+            raise DataError(
+                path, "a MATLAB v7.3 (HDF5) file needs h5py: pip install h5py"
+            ) from None
         out = {}
         with h5py.File(path, "r") as f:
             for name, item in f.items():
@@ -55,16 +56,24 @@ def _pick(path: Path, arrays: dict, key: str | None, rate_key: str | None):
         if k in arrays:
             value = np.asarray(arrays[k])
             if value.size != 1 or value.dtype.kind not in "biuf":
-                raise DataError(path, f"{k!r} should be one number (the sampling rate in Hz), "
-                                      f"got {value.dtype} of shape {value.shape}")
+                raise DataError(
+                    path,
+                    f"{k!r} should be one number (the sampling rate in Hz), "
+                    f"got {value.dtype} of shape {value.shape}",
+                )
             file_rate = float(value.reshape(()))
             break
     else:
         if rate_key:
-            raise DataError(path, f"no rate variable {rate_key!r}; variables are "
-                                  f"{sorted(arrays)}")
-    candidates = {k: v for k, v in arrays.items() if k not in rate_keys
-                  and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" and v.size > 1}
+            raise DataError(path, f"no rate variable {rate_key!r}; variables are {sorted(arrays)}")
+    candidates = {
+        k: v
+        for k, v in arrays.items()
+        if k not in rate_keys
+        and isinstance(v, np.ndarray)
+        and v.dtype.kind in "biuf"
+        and v.size > 1
+    }
     if key is not None:
         if key not in arrays:
             raise DataError(path, f"no array {key!r}; the file holds {sorted(arrays)}")
@@ -74,8 +83,11 @@ def _pick(path: Path, arrays: dict, key: str | None, rate_key: str | None):
     else:
         key = next((k for k in PREFERRED_KEYS if k in candidates), None)
         if key is None:
-            raise DataError(path, f"holds arrays {sorted(candidates) or sorted(arrays)}; name "
-                                  "the signal's with the spec's 'key' (or call it 'signal')")
+            raise DataError(
+                path,
+                f"holds arrays {sorted(candidates) or sorted(arrays)}; name "
+                "the signal's with the spec's 'key' (or call it 'signal')",
+            )
     return np.asarray(arrays[key]), key, file_rate
 
 
@@ -88,21 +100,37 @@ def _orient(path: Path, array: np.ndarray, key: str, orientation: str) -> np.nda
     if array.ndim == 1:
         array = array[:, None]
     if array.ndim != 2 or 0 in array.shape:
-        raise DataError(path, f"array {key!r} has shape {array.shape}; expected a non-empty "
-                              "[time, channels] or [channels, time] array")
+        raise DataError(
+            path,
+            f"array {key!r} has shape {array.shape}; expected a non-empty "
+            "[time, channels] or [channels, time] array",
+        )
     if orientation == "time_first" and array.shape[1] > array.shape[0]:
-        raise DataError(path, f"array {key!r} is {array.shape}: more channels than samples "
-                              "as [time, channels]; transpose it, or set orientation to "
-                              "channels_first (or auto)")
-    if orientation == "channels_first" or (orientation == "auto"
-                                           and array.shape[1] > array.shape[0]):
+        raise DataError(
+            path,
+            f"array {key!r} is {array.shape}: more channels than samples "
+            "as [time, channels]; transpose it, or set orientation to "
+            "channels_first (or auto)",
+        )
+    if orientation == "channels_first" or (
+        orientation == "auto" and array.shape[1] > array.shape[0]
+    ):
         array = array.T  # time runs along the longer axis
     return array
 
 
-def read_array_file(path: Path, sample_rate, channels, participant, recording, *,
-                    key: str | None = None, orientation: str = "auto",
-                    channel_names=None, rate_key: str | None = None) -> Recording:
+def read_array_file(
+    path: Path,
+    sample_rate,
+    channels,
+    participant,
+    recording,
+    *,
+    key: str | None = None,
+    orientation: str = "auto",
+    channel_names=None,
+    rate_key: str | None = None,
+) -> Recording:
     """A `.npy`, `.npz` or `.mat` file -> Recording (see the module docstring).
 
     `key`: the array's name (None: the file's only numeric array, else one called
@@ -114,8 +142,10 @@ def read_array_file(path: Path, sample_rate, channels, participant, recording, *
     suffix = path.suffix.lower()
     if suffix == ".npy":
         if key is not None:
-            raise DataError(path, f"a .npy file holds one unnamed array; 'key' ({key!r}) is "
-                                  "for .npz and .mat files")
+            raise DataError(
+                path,
+                f"a .npy file holds one unnamed array; 'key' ({key!r}) is for .npz and .mat files",
+            )
         arrays = {"array": np.load(path, allow_pickle=False)}
     elif suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
@@ -129,18 +159,28 @@ def read_array_file(path: Path, sample_rate, channels, participant, recording, *
     check_finite(path, signal, lambda r: f"sample {r}")
     names = list(channel_names) if channel_names else None
     if names is not None and len(names) != signal.shape[1]:
-        raise DataError(path, f"{len(names)} channel_names for {signal.shape[1]} columns of "
-                              f"array {key!r} (shape {signal.shape}, as [time, channels])")
-    if names is None and channels and len(channels) == signal.shape[1] \
-            and all(isinstance(c, str) for c in channels):
+        raise DataError(
+            path,
+            f"{len(names)} channel_names for {signal.shape[1]} columns of "
+            f"array {key!r} (shape {signal.shape}, as [time, channels])",
+        )
+    if (
+        names is None
+        and channels
+        and len(channels) == signal.shape[1]
+        and all(isinstance(c, str) for c in channels)
+    ):
         names, channels = list(channels), None
     idx = select_channels(path, names, channels, signal.shape[1])
     signal = signal[:, idx]
     if file_rate is not None:
         rate = agree_rate(path, file_rate, sample_rate, "file's rate variable")
     elif sample_rate is None:
-        raise DataError(path, "no sampling rate: the file stores none (a scalar named one of "
-                              f"{list(RATE_KEYS)}); give sample_rate in the spec")
+        raise DataError(
+            path,
+            "no sampling rate: the file stores none (a scalar named one of "
+            f"{list(RATE_KEYS)}); give sample_rate in the spec",
+        )
     else:
         rate = sample_rate
     chosen = tuple(names[i] for i in idx) if names else ()

@@ -64,26 +64,37 @@ class ByoSpec:
             raise ValueError("ByoSpec.pattern must be a non-empty glob")
         if self.participant_regex is not None:
             if "participant" not in re.compile(self.participant_regex).groupindex:
-                raise ValueError(f"participant_regex {self.participant_regex!r} needs a named "
-                                 "group (?P<participant>...)")
-        if self.sample_rate is not None and not (math.isfinite(self.sample_rate)
-                                                 and self.sample_rate > 0):
+                raise ValueError(
+                    f"participant_regex {self.participant_regex!r} needs a named "
+                    "group (?P<participant>...)"
+                )
+        if self.sample_rate is not None and not (
+            math.isfinite(self.sample_rate) and self.sample_rate > 0
+        ):
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate!r}")
         if self.channels is not None:
             chans = (self.channels,) if isinstance(self.channels, (str, int)) else self.channels
-            object.__setattr__(self, "channels", tuple(
-                c if isinstance(c, int) and not isinstance(c, bool) else str(c) for c in chans))
+            object.__setattr__(
+                self,
+                "channels",
+                tuple(
+                    c if isinstance(c, int) and not isinstance(c, bool) else str(c) for c in chans
+                ),
+            )
         if self.channel_names is not None:
             object.__setattr__(self, "channel_names", tuple(str(c) for c in self.channel_names))
         if self.orientation not in ORIENTATIONS:
-            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got "
-                             f"{self.orientation!r}")
+            raise ValueError(f"orientation must be one of {ORIENTATIONS}, got {self.orientation!r}")
 
     def read_options(self) -> dict:
         """`read_file`'s keyword arguments for array files (empty where all are defaults,
         so other formats never see them)."""
-        options = {"key": self.key, "orientation": self.orientation,
-                   "channel_names": self.channel_names, "rate_key": self.rate_key}
+        options = {
+            "key": self.key,
+            "orientation": self.orientation,
+            "channel_names": self.channel_names,
+            "rate_key": self.rate_key,
+        }
         return {k: v for k, v in options.items() if v not in (None, "auto")}
 
     @classmethod
@@ -102,23 +113,29 @@ class ByoSpec:
                 raise DataError(path, "the cohort spec must be a JSON object")
             return cls.from_dict(d)
 
+
 def _participant_of(path: Path, root: Path, spec: ByoSpec) -> str:
     rel = path.relative_to(root).as_posix()
     if spec.participant_regex is not None:
         m = re.search(spec.participant_regex, rel)
         if m is None or not m["participant"]:
-            raise DataError(path, f"participant_regex {spec.participant_regex!r} does not match "
-                                  f"{rel!r}")
+            raise DataError(
+                path, f"participant_regex {spec.participant_regex!r} does not match {rel!r}"
+            )
         return m["participant"]
     if path.is_dir():
         return path.name
     if path.parent == root:
-        raise DataError(path, "file sits in the cohort root, so it has no participant folder; "
-                              "set participant_regex")
+        raise DataError(
+            path,
+            "file sits in the cohort root, so it has no participant folder; set participant_regex",
+        )
     return path.parent.name
+
 
 def _raise(path, problem: str):
     raise DataError(path, problem)
+
 
 def _one_file_per_recording(paths: list[Path], root: Path) -> list[Path]:
     """The files to read, one per recording: a WFDB record is its `.hea` (the header names
@@ -132,16 +149,22 @@ def _one_file_per_recording(paths: list[Path], root: Path) -> list[Path]:
         headers = [p for p in group if p.suffix.lower() == ".hea"]
         group = headers or group
         if len(group) > 1:
-            raise DataError(root, f"recording {rec_id!r} is given by {len(group)} files ("
-                            f"{', '.join(p.name for p in group)}): keep one, or narrow the "
-                            "spec's pattern")
+            raise DataError(
+                root,
+                f"recording {rec_id!r} is given by {len(group)} files ("
+                f"{', '.join(p.name for p in group)}): keep one, or narrow the "
+                "spec's pattern",
+            )
         real = group[0].resolve()
         if real in seen:
-            raise DataError(group[0], f"is the same file as {seen[real]} (a link): one "
-                            "recording would be read twice")
+            raise DataError(
+                group[0],
+                f"is the same file as {seen[real]} (a link): one recording would be read twice",
+            )
         seen[real] = group[0]
         out.append(group[0])
     return out
+
 
 def _listing(root: Path, spec: ByoSpec, on_error: str, errors: list | None) -> list[Path]:
     """The files (or E4 folders) the spec's pattern matches, one per recording; links to
@@ -151,11 +174,18 @@ def _listing(root: Path, spec: ByoSpec, on_error: str, errors: list | None) -> l
     table_path = root / spec.participants_csv if spec.participants_csv is not None else None
     matched = sorted(root.glob(spec.pattern))
     for link in (p for p in matched if p.is_symlink() and not p.exists()):
-        attempt(lambda p=link: _raise(p, "a symbolic link to nothing (or to itself)"),
-                on_error, errors)
+        attempt(
+            lambda p=link: _raise(p, "a symbolic link to nothing (or to itself)"), on_error, errors
+        )
     paths = _one_file_per_recording(
-        [p for p in matched if (p.is_file() or (p / "BVP.csv").is_file())
-         and (table_path is None or p.resolve() != table_path.resolve())], root)
+        [
+            p
+            for p in matched
+            if (p.is_file() or (p / "BVP.csv").is_file())
+            and (table_path is None or p.resolve() != table_path.resolve())
+        ],
+        root,
+    )
     if not paths:
         raise DataError(root, f"no recordings match {spec.pattern!r}")
     return paths
@@ -175,8 +205,9 @@ def _header_comments(hea: Path) -> dict[str, str]:
     return out
 
 
-def header_table(root, spec: ByoSpec | dict, on_error: str = "raise",
-                 errors: list | None = None) -> dict[str, dict]:
+def header_table(
+    root, spec: ByoSpec | dict, on_error: str = "raise", errors: list | None = None
+) -> dict[str, dict]:
     """`{participant: {label: value}}` from the WFDB headers' comment lines of the cohort's
     records (other files give no labels). Each label is typed over all participants like a
     table column (numbers, yes/no, strings; "Unknown" and the like are missing). Two records
@@ -197,8 +228,11 @@ def header_table(root, spec: ByoSpec | dict, on_error: str = "raise",
         mine = raw.setdefault(pid, {})
         for k, v in comments.items():
             if k in mine and mine[k] != v:
-                raise DataError(hea, f"label {k!r} is {v!r} here but {mine[k]!r} in "
-                                     f"{where[pid].name} (same participant {pid!r})")
+                raise DataError(
+                    hea,
+                    f"label {k!r} is {v!r} here but {mine[k]!r} in "
+                    f"{where[pid].name} (same participant {pid!r})",
+                )
             mine[k] = v
         where.setdefault(pid, hea)
     keys = sorted({k for labels in raw.values() for k in labels})
@@ -207,8 +241,9 @@ def header_table(root, spec: ByoSpec | dict, on_error: str = "raise",
     return {p: {k: columns[k][i] for k in keys} for i, p in enumerate(ids)}
 
 
-def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
-                errors: list | None = None, only=None) -> Iterator[Recording]:
+def scan_folder(
+    root, spec: ByoSpec | dict, on_error: str = "raise", errors: list | None = None, only=None
+) -> Iterator[Recording]:
     """Lazily read every recording of a bring-your-own cohort described by `spec`.
 
     The root, the spec, the participants table and the file listing are checked now (and
@@ -223,8 +258,11 @@ def scan_folder(root, spec: ByoSpec | dict, on_error: str = "raise",
     if spec.participants_csv is not None and root.is_dir():
         table_path = root / spec.participants_csv
         if not table_path.is_file():
-            raise DataError(table_path, "participants table named in the spec is missing (set "
-                                        "participants_csv to None for an unlabelled cohort)")
+            raise DataError(
+                table_path,
+                "participants table named in the spec is missing (set "
+                "participants_csv to None for an unlabelled cohort)",
+            )
         known = read_participants_csv(table_path, spec.id_column)
     paths = _listing(root, spec, on_error, errors)
     options = spec.read_options()

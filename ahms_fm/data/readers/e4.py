@@ -22,6 +22,7 @@ E4_ACC_RATE = 32.0
 
 E4_ACC_UNITS_PER_G = 64.0  # ACC.csv counts are 1/64 g (range +-2 g)
 
+
 def _read_e4_csv(path: Path, ncols: int, expected_rate: float | None):
     """(start unix s, rate, samples [n, ncols]) of one E4 CSV: start row, rate row, samples."""
     import pandas as pd
@@ -32,8 +33,7 @@ def _read_e4_csv(path: Path, ncols: int, expected_rate: float | None):
         raise DataError(path, "empty file")
     with as_data_error(path):
         try:
-            arr = pd.read_csv(path, header=None, skipinitialspace=True,
-                              dtype=np.float64).to_numpy()
+            arr = pd.read_csv(path, header=None, skipinitialspace=True, dtype=np.float64).to_numpy()
         except pd.errors.EmptyDataError:
             raise DataError(path, "empty file (blank lines only)") from None
         except ValueError as e:  # locate the unparseable cell (slow path, errors only)
@@ -42,8 +42,10 @@ def _read_e4_csv(path: Path, ncols: int, expected_rate: float | None):
             cells = pd.read_csv(path, header=None, skipinitialspace=True, dtype=str)
             for (row, col), value in np.ndenumerate(cells.to_numpy()):
                 if isinstance(value, str) and not is_number(value):
-                    raise DataError(path, f"line {row + 1}, column {col + 1}: cannot parse "
-                                          f"{value!r} as a number") from e
+                    raise DataError(
+                        path,
+                        f"line {row + 1}, column {col + 1}: cannot parse {value!r} as a number",
+                    ) from e
             raise
     if arr.shape[1] != ncols:
         raise DataError(path, f"{arr.shape[1]} columns, expected {ncols}")
@@ -51,14 +53,18 @@ def _read_e4_csv(path: Path, ncols: int, expected_rate: float | None):
         raise DataError(path, "truncated: expected a start-time row and a sampling-rate row")
     head = arr[:2]
     if not (np.isfinite(head).all() and (head == head[:, :1]).all()):
-        raise DataError(path, f"start-time/rate rows are missing or disagree across columns: "
-                              f"{head.tolist()}")
+        raise DataError(
+            path, f"start-time/rate rows are missing or disagree across columns: {head.tolist()}"
+        )
     start, rate = float(head[0, 0]), float(head[1, 0])
     if not UNIX_MIN <= start <= UNIX_MAX:
         raise DataError(path, f"first row {start:g} is not a unix start time (2000-2100)")
     if expected_rate is not None and rate != expected_rate:
-        raise DataError(path, f"sampling-rate row says {rate:g} Hz; an Empatica E4 writes "
-                              f"{expected_rate:g} Hz in {path.name}")
+        raise DataError(
+            path,
+            f"sampling-rate row says {rate:g} Hz; an Empatica E4 writes "
+            f"{expected_rate:g} Hz in {path.name}",
+        )
     if not rate > 0:
         raise DataError(path, f"sampling-rate row says {rate:g} Hz")
     values = arr[2:]
@@ -66,6 +72,7 @@ def _read_e4_csv(path: Path, ncols: int, expected_rate: float | None):
         raise DataError(path, "no samples after the start-time and rate rows")
     check_finite(path, values, lambda r: f"line {r + 3}", "value (empty field or truncated row)")
     return start, rate, values
+
 
 def read_e4_session(folder, participant=None, recording=None) -> Recording:
     """An Empatica E4 export folder -> Recording (BVP at 64 Hz, accelerometer in g at 32 Hz).
@@ -87,13 +94,21 @@ def read_e4_session(folder, participant=None, recording=None) -> Recording:
         raise DataError(folder, f"BVP.csv starts at {b_start} but ACC.csv at {a_start}")
     b_dur, a_dur = len(bvp) / b_rate, len(acc) / a_rate
     if abs(b_dur - a_dur) > 5 + 0.005 * max(b_dur, a_dur):
-        raise DataError(folder, f"mismatched lengths: BVP.csv lasts {b_dur:.1f} s, ACC.csv "
-                                f"{a_dur:.1f} s")
+        raise DataError(
+            folder, f"mismatched lengths: BVP.csv lasts {b_dur:.1f} s, ACC.csv {a_dur:.1f} s"
+        )
     return Recording(
         participant=str(participant) if participant is not None else folder.name,
         recording=str(recording) if recording is not None else folder.name,
-        signal=bvp, sample_rate=b_rate, source=str(folder), channels=("bvp",),
-        start_time=b_start, accel=acc / E4_ACC_UNITS_PER_G, accel_rate=a_rate)
+        signal=bvp,
+        sample_rate=b_rate,
+        source=str(folder),
+        channels=("bvp",),
+        start_time=b_start,
+        accel=acc / E4_ACC_UNITS_PER_G,
+        accel_rate=a_rate,
+    )
+
 
 def read_e4_extras(folder) -> dict:
     """The optional files of an E4 export: device heart rate, beat intervals, tags.
@@ -105,8 +120,14 @@ def read_e4_extras(folder) -> dict:
     import pandas as pd
 
     folder = Path(folder)
-    out = {"hr": None, "hr_rate": math.nan, "hr_start": math.nan, "ibi": None,
-           "ibi_start": math.nan, "tags": []}
+    out = {
+        "hr": None,
+        "hr_rate": math.nan,
+        "hr_start": math.nan,
+        "ibi": None,
+        "ibi_start": math.nan,
+        "tags": [],
+    }
     if (folder / "HR.csv").is_file():
         out["hr_start"], out["hr_rate"], hr = _read_e4_csv(folder / "HR.csv", 1, None)
         out["hr"] = hr[:, 0]
@@ -116,11 +137,11 @@ def read_e4_extras(folder) -> dict:
             with open(ibi_path, encoding="utf-8") as f:
                 first = f.readline().split(",")[0].strip()
             if not is_number(first) or not UNIX_MIN <= float(first) <= UNIX_MAX:
-                raise DataError(ibi_path, f"first row should start with a unix time, got "
-                                          f"{first!r}")
+                raise DataError(ibi_path, f"first row should start with a unix time, got {first!r}")
             try:
-                ibi = pd.read_csv(ibi_path, header=None, skiprows=1, skipinitialspace=True,
-                                  dtype=np.float64).to_numpy()
+                ibi = pd.read_csv(
+                    ibi_path, header=None, skiprows=1, skipinitialspace=True, dtype=np.float64
+                ).to_numpy()
             except pd.errors.EmptyDataError:  # no beats detected
                 ibi = np.zeros((0, 2))
             if ibi.shape[1] != 2:
@@ -142,7 +163,8 @@ def read_e4_extras(folder) -> dict:
         tags = tags[:, 0]
         bad = ~((tags >= UNIX_MIN) & (tags <= UNIX_MAX))
         if bad.any():
-            raise DataError(path, f"line {int(np.argmax(bad)) + 1}: {tags[bad][0]!r} is not a "
-                                  "unix time")
+            raise DataError(
+                path, f"line {int(np.argmax(bad)) + 1}: {tags[bad][0]!r} is not a unix time"
+            )
         out["tags"] = [float(t) for t in tags]
     return out

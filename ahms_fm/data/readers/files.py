@@ -13,9 +13,18 @@ from ahms_fm.data.readers.tabular import read_csv, read_parquet
 from ahms_fm.data.recording import DataError, Recording
 
 
-def read_file(path, sample_rate: float | None = None, channels=None, participant=None,
-              recording=None, *, key: str | None = None, orientation: str = "auto",
-              channel_names=None, rate_key: str | None = None) -> Recording:
+def read_file(
+    path,
+    sample_rate: float | None = None,
+    channels=None,
+    participant=None,
+    recording=None,
+    *,
+    key: str | None = None,
+    orientation: str = "auto",
+    channel_names=None,
+    rate_key: str | None = None,
+) -> Recording:
     """One recording from a file (or an Empatica E4 export folder), by its extension.
 
     - `.csv`: a header row of column names; an optional `time` column (seconds, uniform;
@@ -59,16 +68,24 @@ def read_file(path, sample_rate: float | None = None, channels=None, participant
             raise DataError(path, "empty file")
         suffix = path.suffix.lower()
         args = (path, sample_rate, channels, participant, recording)
-        is_wfdb = suffix == ".hea" or (suffix in (".dat", ".mat")
-                                       and path.with_suffix(".hea").exists())
-        array_options = {"key": key, "orientation": orientation,
-                         "channel_names": channel_names, "rate_key": rate_key}
+        is_wfdb = suffix == ".hea" or (
+            suffix in (".dat", ".mat") and path.with_suffix(".hea").exists()
+        )
+        array_options = {
+            "key": key,
+            "orientation": orientation,
+            "channel_names": channel_names,
+            "rate_key": rate_key,
+        }
         if suffix in (".npy", ".npz", ".mat") and not is_wfdb:
             return read_array_file(*args, **array_options)
         given = [k for k, v in array_options.items() if v not in (None, "auto")]
         if given:
-            raise DataError(path, f"{given} apply to array files (.npy, .npz, .mat) only; "
-                                  f"a {suffix} file names its own channels and rate")
+            raise DataError(
+                path,
+                f"{given} apply to array files (.npy, .npz, .mat) only; "
+                f"a {suffix} file names its own channels and rate",
+            )
         if suffix == ".csv":
             return read_csv(*args)
         if suffix in (".parquet", ".pq"):
@@ -79,5 +96,8 @@ def read_file(path, sample_rate: float | None = None, channels=None, participant
             hea = path.with_suffix(".hea")
             signal, rate, names, start = read_wfdb(hea, channels, sample_rate)
             return Recording(participant, recording, signal, rate, str(hea), tuple(names), start)
-        raise DataError(path, f"unsupported file type {suffix!r} (csv, parquet, npy, npz, "
-                              "mat, WFDB .hea, edf, bdf, or an E4 export folder)")
+        raise DataError(
+            path,
+            f"unsupported file type {suffix!r} (csv, parquet, npy, npz, "
+            "mat, WFDB .hea, edf, bdf, or an E4 export folder)",
+        )

@@ -19,8 +19,8 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 _CLOCK = re.compile(r"\d{1,2}:\d{2}:\d{2}(\.\d+)?")
 
-def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, float, list,
-                                                                    float]:
+
+def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, float, list, float]:
     """(physical signal, rate, channel names, start time) of a single-segment WFDB record."""
     import wfdb
 
@@ -31,7 +31,7 @@ def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, f
     tokens = lines[0].split()
     if len(tokens) < 2 or not tokens[1].isdigit():
         raise DataError(hea, f"bad record line {lines[0]!r}: expected 'name nsig fs nsamp ...'")
-    signal_lines = [] if "/" in tokens[0] else lines[1:1 + int(tokens[1])]  # not multi-segment
+    signal_lines = [] if "/" in tokens[0] else lines[1 : 1 + int(tokens[1])]  # not multi-segment
     data_files = [ln.split()[0] for ln in signal_lines]
     for name in data_files:
         if not (hea.parent / name).is_file():
@@ -49,14 +49,16 @@ def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, f
     except ValueError as e:
         if "not loaded correctly" not in str(e):
             raise
-        raise DataError(hea, f"data file {data_files} holds fewer samples than the header "
-                             "says (truncated?)") from e
+        raise DataError(
+            hea, f"data file {data_files} holds fewer samples than the header says (truncated?)"
+        ) from e
     if record.p_signal is None or record.n_sig == 0:
         raise DataError(hea, "record has no signals")
     spf = list(record.samps_per_frame or [1])
     if any(s != 1 for s in spf):
-        raise DataError(hea, f"channels are sampled at different rates (samples per frame "
-                             f"{spf}); not supported")
+        raise DataError(
+            hea, f"channels are sampled at different rates (samples per frame {spf}); not supported"
+        )
     names = [str(n) for n in record.sig_name]
     idx = channel_indices(hea, names, channels)
     signal = np.asarray(record.p_signal, dtype=np.float64)[:, idx]
@@ -66,13 +68,15 @@ def read_wfdb(hea: Path, channels=None, sample_rate=None) -> tuple[np.ndarray, f
     rate = agree_rate(hea, float(record.fs), sample_rate, "header")
     return signal, rate, [names[i] for i in idx], start
 
+
 def channel_indices(path, names: list[str], channels) -> list[int]:
     """Indices of the selected channels, by name or index (all where none are selected)."""
     return select_channels(path, names, channels, len(names))
 
 
-def _rdrecord_sanitized(hea: Path, text: str, lines: list[str], tokens: list[str],
-                        data_files: list[str]):
+def _rdrecord_sanitized(
+    hea: Path, text: str, lines: list[str], tokens: list[str], data_files: list[str]
+):
     import wfdb
 
     name = tokens[0]
@@ -89,6 +93,7 @@ def _rdrecord_sanitized(hea: Path, text: str, lines: list[str], tokens: list[str
                 shutil.copyfile(src, dst)
         return wfdb.rdrecord(str(Path(tmp) / name))
 
+
 def read_edf(path: Path, sample_rate, channels, participant, recording) -> Recording:
     import pyedflib
 
@@ -99,8 +104,10 @@ def read_edf(path: Path, sample_rate, channels, participant, recording) -> Recor
         idx = channel_indices(path, labels, channels)
         rates = {labels[i]: float(f.getSampleFrequency(i)) for i in idx}
         if len(set(rates.values())) > 1:
-            raise DataError(path, f"channels have different sampling rates {rates}; select "
-                                  "channels that share one")
+            raise DataError(
+                path,
+                f"channels have different sampling rates {rates}; select channels that share one",
+            )
         lengths = {int(f.getNSamples()[i]) for i in idx}
         if len(lengths) > 1 or 0 in lengths:
             raise DataError(path, f"channels have sample counts {sorted(lengths)}")
@@ -108,5 +115,6 @@ def read_edf(path: Path, sample_rate, channels, participant, recording) -> Recor
         start = utc(f.getStartdatetime())
     check_finite(path, signal, lambda r: f"sample {r}")
     rate = agree_rate(path, next(iter(rates.values())), sample_rate, "EDF header")
-    return Recording(participant, recording, signal, rate, str(path),
-                     tuple(labels[i] for i in idx), start)
+    return Recording(
+        participant, recording, signal, rate, str(path), tuple(labels[i] for i in idx), start
+    )

@@ -29,10 +29,12 @@ class _NonNumeric:
     name: str
     type: object
 
+
 def _shown(value, limit: int = 40) -> str:
     """A cell as an error message shows it: whole if short, else its start and length."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} characters)"
+
 
 def _numeric_column(path, name: str, series, where: Callable[[int], str]) -> np.ndarray:
     import pandas as pd
@@ -44,12 +46,16 @@ def _numeric_column(path, name: str, series, where: Callable[[int], str]) -> np.
         bad = parsed.isna() & series.notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(path, f"{where(row)}, column {name!r}: cannot parse "
-                                  f"{_shown(series.iloc[row])} as a number")
+            raise DataError(
+                path,
+                f"{where(row)}, column {name!r}: cannot parse "
+                f"{_shown(series.iloc[row])} as a number",
+            )
         series = parsed
     values = series.to_numpy(dtype=np.float64, na_value=np.nan)
     check_finite(path, values, lambda r: f"{where(r)}, column {name!r}")
     return values
+
 
 def _rate_from_time(path, t: np.ndarray, where: Callable[[int], str]) -> float:
     """Sampling rate implied by a time column (seconds); checks it is uniform."""
@@ -66,19 +72,27 @@ def _rate_from_time(path, t: np.ndarray, where: Callable[[int], str]) -> float:
     dev = np.abs(t - t[0] - np.arange(n) / rate)
     if dev.max() > 0.5 / rate:
         i = int(np.argmax(dev))
-        raise DataError(path, f"time column is not uniform: {where(i)} is at {t[i]} s, "
-                              f"expected {t[0] + i / rate} s at {rate:g} Hz (a gap or jitter "
-                              "over half a sample)")
+        raise DataError(
+            path,
+            f"time column is not uniform: {where(i)} is at {t[i]} s, "
+            f"expected {t[0] + i / rate} s at {rate:g} Hz (a gap or jitter "
+            "over half a sample)",
+        )
     return rate
 
-def _columns_to_recording(path, columns: dict, where, sample_rate, channels, participant,
-                          recording) -> Recording:
+
+def _columns_to_recording(
+    path, columns: dict, where, sample_rate, channels, participant, recording
+) -> Recording:
     """Shared by CSV and Parquet: pick channels, find the rate, build the Recording."""
     names = list(columns)
     time_name = next((n for n in names if n.strip().lower() == "time"), None)
     signals = [n for n in names if n != time_name]
-    chosen = [signals[i] for i in select_channels(path, signals, channels, len(signals))] \
-        if channels and signals else signals
+    chosen = (
+        [signals[i] for i in select_channels(path, signals, channels, len(signals))]
+        if channels and signals
+        else signals
+    )
     if not chosen:
         raise DataError(path, "no signal columns (only a time column)")
     signal = np.stack([_numeric_column(path, c, columns[c], where) for c in chosen], axis=1)
@@ -89,31 +103,40 @@ def _columns_to_recording(path, columns: dict, where, sample_rate, channels, par
         if t[0] > UNIX_MIN:  # absolute unix times rather than seconds from the start
             start = float(t[0])
     elif sample_rate is None:
-        raise DataError(path, "no sampling rate: the file has no 'time' column and "
-                              "sample_rate was not given")
+        raise DataError(
+            path, "no sampling rate: the file has no 'time' column and sample_rate was not given"
+        )
     else:
         rate = sample_rate
     return Recording(participant, recording, signal, rate, str(path), tuple(chosen), start)
+
 
 def read_csv(path: Path, sample_rate, channels, participant, recording) -> Recording:
     import pandas as pd
 
     names = csv_header(path)
-    df = pd.read_csv(path, header=0, names=names, skipinitialspace=True, encoding="utf-8-sig",
-                     low_memory=False)
+    df = pd.read_csv(
+        path, header=0, names=names, skipinitialspace=True, encoding="utf-8-sig", low_memory=False
+    )
     if len(df) == 0:
         raise DataError(path, "no samples (header only)")
     if _cut_mid_row(path, len(names)):
-        logging.warning("%s: the file ends in the middle of line %d (no newline, a field "
-                        "shorter than the line above): probably cut off, e.g. by an "
-                        "interrupted copy; that line is dropped, and the recording may be "
-                        "shorter than it should be", path, len(df) + 1)
+        logging.warning(
+            "%s: the file ends in the middle of line %d (no newline, a field "
+            "shorter than the line above): probably cut off, e.g. by an "
+            "interrupted copy; that line is dropped, and the recording may be "
+            "shorter than it should be",
+            path,
+            len(df) + 1,
+        )
         df = df.iloc[:-1]
         if len(df) == 0:
             raise DataError(path, "no complete samples (the only row is cut off)")
     columns = {n: df[n] for n in names}
-    return _columns_to_recording(path, columns, lambda r: f"line {r + 2}", sample_rate,
-                                 channels, participant, recording)
+    return _columns_to_recording(
+        path, columns, lambda r: f"line {r + 2}", sample_rate, channels, participant, recording
+    )
+
 
 def _cut_mid_row(path: Path, n_fields: int) -> bool:
     """Whether the file ends part-way through its last row: no final newline, and that row
@@ -136,8 +159,10 @@ def _cut_mid_row(path: Path, n_fields: int) -> bool:
         field = field.strip()
         return len(field.split(".", 1)[1]) if "." in field and is_number(field) else -1
 
-    return any(0 <= decimals(a) and decimals(b) < decimals(a)
-               for a, b in zip(above, last, strict=False))
+    return any(
+        0 <= decimals(a) and decimals(b) < decimals(a) for a, b in zip(above, last, strict=False)
+    )
+
 
 def read_parquet(path: Path, sample_rate, channels, participant, recording) -> Recording:
     import pyarrow as pa
@@ -152,10 +177,15 @@ def read_parquet(path: Path, sample_rate, channels, participant, recording) -> R
         if pa.types.is_timestamp(col.type):  # a datetime time column -> unix seconds
             col = col.cast(pa.timestamp("ns")).cast(pa.int64())
             columns[name] = col.to_pandas() / 1e9
-        elif pa.types.is_integer(col.type) or pa.types.is_floating(col.type) \
-                or pa.types.is_boolean(col.type) or pa.types.is_decimal(col.type):
+        elif (
+            pa.types.is_integer(col.type)
+            or pa.types.is_floating(col.type)
+            or pa.types.is_boolean(col.type)
+            or pa.types.is_decimal(col.type)
+        ):
             columns[name] = col.to_pandas()
         else:
             columns[name] = _NonNumeric(name, col.type)
-    return _columns_to_recording(path, columns, lambda r: f"row {r}", sample_rate, channels,
-                                 participant, recording)
+    return _columns_to_recording(
+        path, columns, lambda r: f"row {r}", sample_rate, channels, participant, recording
+    )

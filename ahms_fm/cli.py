@@ -50,8 +50,8 @@ def usage() -> str:
 def user_errors() -> tuple[type[BaseException], ...]:
     """The errors that are the user's to fix, said in one line."""
     from ahms_fm.config_utils import ConfigError
-    from ahms_fm.data.dataset import DatasetMismatch, NothingKept
     from ahms_fm.data.recording import DataError
+    from ahms_fm.data.write import DatasetMismatch, NothingKept
     from ahms_fm.lock import WorkdirBusy
 
     found = [ConfigError, DataError, DatasetMismatch, NothingKept, WorkdirBusy, FileNotFoundError]

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from tqdm.auto import tqdm
 
 from ahms_fm import cli_help, config_utils
-from ahms_fm.data import dataset, sources, synthetic
+from ahms_fm.data import dataset, sources, synthetic, write
 from ahms_fm.data.preprocess import REASONS, ModalitySpec, QualitySpec
 
 
@@ -95,7 +95,7 @@ def ingest(config, *, overwrite: bool = False, progress: bool = True) -> Path:
         desc=f"ingest {source.name}",
     )
     try:
-        path = dataset.build(
+        path = write.build(
             source,
             spec,
             config.data.data_dir,

@@ -28,7 +28,7 @@ from absl import logging
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from ahms_fm.data import dataset, synthetic
+from ahms_fm.data import dataset, synthetic, write
 from ahms_fm.data.pipeline import pair_pipeline
 from ahms_fm.data.preprocess import ModalitySpec, QualitySpec
 from ahms_fm.data.sources import synthetic_source
@@ -59,7 +59,7 @@ def bench_ingest(root: str, participants: int, per: int):
         PPG, QualitySpec(), participants=participants, segments_per_participant=per
     )
     start = time.perf_counter()
-    path = dataset.build(source, PPG, root)
+    path = write.build(source, PPG, root)
     seconds = time.perf_counter() - start
     kept = dataset.load_metadata(path)["summary"]["segments_kept"]
     print(
@@ -111,7 +111,7 @@ def bench_memory(root: str, segments: int):
     source = synthetic_source(
         PPG, QualitySpec(), participants=segments // per, segments_per_participant=per
     )
-    path = dataset.build(source, PPG, root)
+    path = write.build(source, PPG, root)
     done.set()
     thread.join()
     kept = dataset.load_metadata(path)["summary"]["segments_kept"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ahms_fm.data import dataset as D
+from ahms_fm.data import write as W
 from ahms_fm.data.preprocess import ModalitySpec
 from ahms_fm.data.recording import DataError
 
@@ -43,7 +44,7 @@ def toy_source(n_participants=30, name="toy", fail_at=None):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    return D.build(toy_source(), SPEC, tmp_path_factory.mktemp("data"))
+    return W.build(toy_source(), SPEC, tmp_path_factory.mktemp("data"))
 
 
 def test_assign_splits_is_deterministic_by_participant():
@@ -98,11 +99,11 @@ def test_records_ranges_and_labels(built):
 
 def test_interrupted_build_leaves_no_dataset(tmp_path):
     with pytest.raises(RuntimeError, match="mid-way"):
-        D.build(toy_source(name="broken", fail_at=13), SPEC, tmp_path)
+        W.build(toy_source(name="broken", fail_at=13), SPEC, tmp_path)
     with pytest.raises(FileNotFoundError, match="no prepared dataset 'broken'"):
         D.dataset_dir(tmp_path, "broken")
     assert not list((tmp_path / "broken").iterdir())  # no temporary folder left either
-    path = D.build(toy_source(name="broken"), SPEC, tmp_path)  # a clean rerun completes
+    path = W.build(toy_source(name="broken"), SPEC, tmp_path)  # a clean rerun completes
     assert D.dataset_dir(tmp_path, "broken") == path
 
 
@@ -140,7 +141,7 @@ def test_recording_source_skips_or_stops_on_a_bad_file(tmp_path):
 
     ids = {p: {} for p in ["bad", *(f"ok{i}" for i in range(29))]}
     src = recording_source("skip_ds", "", ids, reader("skip"), spec, QualitySpec(), on_error="skip")
-    path = D.build(src, spec, tmp_path)
+    path = W.build(src, spec, tmp_path)
     meta = D.load_metadata(path)
     errors = meta["summary"]["errors"]
     assert errors == [[str(tmp_path / "bad.csv"), "row 17: 'abc' is not a number"]]
@@ -149,13 +150,13 @@ def test_recording_source_skips_or_stops_on_a_bad_file(tmp_path):
         "stop_ds", "", ids, reader("raise"), spec, QualitySpec(), on_error="raise"
     )
     with pytest.raises(DataError, match=r"bad\.csv: row 17"):
-        D.build(src, spec, tmp_path)
+        W.build(src, spec, tmp_path)
     with pytest.raises(FileNotFoundError):
         D.dataset_dir(tmp_path, "stop_ds")
 
 
 def test_many_shards_keep_record_order(tmp_path):
-    path = D.build(toy_source(name="sharded"), SPEC, tmp_path, shard_bytes=4_000)
+    path = W.build(toy_source(name="sharded"), SPEC, tmp_path, shard_bytes=4_000)
     sp = D.load_split(path, "train")
     assert len(sp.files) > 5 and all(f.endswith(f"-of-{len(sp.files):05d}") for f in sp.files)
     for r in range(len(sp)):

@@ -8,6 +8,7 @@ import pytest
 from conftest import load_config
 
 from ahms_fm.data import dataset as D
+from ahms_fm.data import write as W
 from ahms_fm.ingest import format_summary, ingest
 
 
@@ -173,7 +174,7 @@ def test_a_dataset_built_from_other_inputs_is_refused_not_reused(tmp_path):
     other = _byo_cohort(tmp_path / "elsewhere", n=8)
     changed = _byo_config(tmp_path, other)
     changed.quality.heart_rate_bpm = (40.0, 200.0)
-    with pytest.raises(D.DatasetMismatch) as refused:
+    with pytest.raises(W.DatasetMismatch) as refused:
         ingest(changed, progress=False)
     text = str(refused.value)
     assert str(path) in text and "--overwrite" in text
@@ -220,7 +221,7 @@ def test_a_csv_timed_at_an_odd_rate_is_ingested(tmp_path):
 def test_nothing_kept_says_why_by_reason_and_file(tmp_path):
     """Before: 'no segment was kept for split train: all of its 8 participants were
     rejected or unreadable', without the counts already computed or the files skipped."""
-    from ahms_fm.data.dataset import NothingKept
+    from ahms_fm.data.write import NothingKept
 
     spec = _byo_cohort(tmp_path / "cohort", corrupt="sub04")
     config = _byo_config(tmp_path, spec, "skip")

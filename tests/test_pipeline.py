@@ -7,12 +7,13 @@ import pytest
 from test_dataset import SPEC, toy_source
 
 from ahms_fm.data import dataset as D
+from ahms_fm.data import write as W
 from ahms_fm.data.pipeline import pair_pipeline
 
 
 @pytest.fixture(scope="module")
 def train(tmp_path_factory):
-    path = D.build(toy_source(60, name="toy_pairs"), SPEC, tmp_path_factory.mktemp("d"))
+    path = W.build(toy_source(60, name="toy_pairs"), SPEC, tmp_path_factory.mktemp("d"))
     return D.load_split(path, "train")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from absl import logging
 
 from ahms_fm.evaluation import linear, stats
 from ahms_fm.evaluation import targets as targets_lib
@@ -219,3 +220,161 @@ def fold_scores(score, threshold, *, logit: bool = True):
     sd = z[ok].std() if ok.sum() > 1 else 0.0
     sd = sd if sd > 0 else 1.0
     return (z - mu) / sd, (zt - mu) / sd
+
+
+# ----------------------------------------------------------------------------
+# Probing every target of one feature set.
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Result:
+    target: str
+    kind: str
+    level: str
+    features: str
+    protocol: str
+    n_train: int  # labelled units a probe was trained on (largest over outer folds)
+    n_test: int
+    n_positive: int | None
+    strength: list  # chosen per fold
+    metrics: dict  # metric -> {"value", "low", "high", "n"}
+    y: np.ndarray = dataclasses.field(repr=False)  # test truth, for figures
+    pred: np.ndarray = dataclasses.field(repr=False)
+    groups: np.ndarray = dataclasses.field(repr=False)
+    rows: np.ndarray = dataclasses.field(repr=False)  # the test units' rows (for pairing)
+    grid_edge: list = dataclasses.field(default_factory=list)  # "lowest" / "highest"
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        for k in ("y", "pred", "groups", "rows"):
+            d.pop(k)
+        return d
+
+
+def grid_edges(chosen, strengths) -> list[str]:
+    """Which ends of the strength grid the chosen strengths (one per fold) sit at."""
+    chosen = np.asarray(chosen, float)
+    chosen = chosen[np.isfinite(chosen)]
+    return [
+        edge
+        for edge, value in (("lowest", strengths[0]), ("highest", strengths[-1]))
+        if np.isclose(chosen, value, rtol=1e-9).any()
+    ]
+
+
+EDGE_MEANING = {
+    "lowest": "the weakest penalty won (a nearly noiseless relation); the best may lie below",
+    "highest": "the strongest penalty won: near-constant predictions, little or no linear signal",
+}
+
+
+def _warn_edge(where, target, features, edge, chosen, strengths):
+    value = strengths[0 if edge == "lowest" else -1]
+    logging.warning(
+        "%s: the probe of %s on %s chose the %s strength of its grid (%g) in %d "
+        "of %d folds: %s (probe.log10_strengths)",
+        where,
+        target,
+        features,
+        edge,
+        value,
+        int(np.isclose(chosen, value, rtol=1e-9).sum()),
+        len(chosen),
+        EDGE_MEANING[edge],
+    )
+
+
+def probe_units(
+    units: Units,
+    targets,
+    participants,
+    probe_config,
+    where: str,
+    feature_sets=None,
+    skipped: dict | None = None,
+) -> list[Result]:
+    """Every (target, feature set) probe at one level; targets that cannot be probed are
+    left out, their reason put in `skipped` (target name -> reason)."""
+    y, kinds = target_matrix(units, targets, participants, where)
+    binary = np.array([k == "binary" for k in kinds], bool)
+    protocol = protocol_for(units, probe_config.protocol, probe_config.min_test_participants)
+    strengths = np.logspace(*probe_config.log10_strengths, probe_config.num_strengths)
+    results = []
+    for fname, x in units.features.items():
+        use = [
+            j
+            for j, t in enumerate(targets)
+            if feature_sets is None or fname in feature_sets.get(t.name, (fname,))
+        ]
+        reasons = {j: unprobeable(y[:, j], binary[j], units, protocol) for j in use}
+        usable = [j for j in use if reasons[j] is None]
+        for j in sorted(set(use) - set(usable)):
+            logging.warning(
+                "%s: target %s skipped for %s: %s", where, targets[j].name, fname, reasons[j]
+            )
+            if skipped is not None:
+                skipped.setdefault(targets[j].name, reasons[j])
+        if not usable:
+            continue
+        tested, pred, thr, chosen, n_train = predictions(
+            x,
+            y[:, usable],
+            binary[usable],
+            units,
+            protocol,
+            folds=probe_config.folds,
+            strengths=strengths,
+            seed=probe_config.seed,
+        )
+        for c, j in enumerate(usable):
+            ok = tested & np.isfinite(y[:, j]) & np.isfinite(pred[:, c])
+            kind = "binary" if binary[j] else "regression"
+            m = stats.bootstrap(
+                y[ok, j],
+                pred[ok, c],
+                kind,
+                groups=units.groups[ok],
+                threshold=thr[ok, c],
+                n_boot=probe_config.n_boot,
+                level=probe_config.level,
+                seed=probe_config.seed,
+            )
+            edges = grid_edges(chosen[:, c], strengths)
+            for edge in edges:
+                _warn_edge(where, targets[j].name, fname, edge, chosen[:, c], strengths)
+            results.append(
+                Result(
+                    targets[j].name,
+                    kind,
+                    units.level,
+                    fname,
+                    protocol,
+                    int(n_train[c]),
+                    int(ok.sum()),
+                    int(y[ok, j].sum()) if binary[j] else None,
+                    chosen[:, c].tolist(),
+                    m,
+                    y[ok, j],
+                    pred[ok, c],
+                    units.groups[ok],
+                    np.flatnonzero(ok),
+                    edges,
+                )
+            )
+    return results
+
+
+def unprobeable(y, binary, units, protocol, minimum=10) -> str | None:
+    """Why a target's labels `y` (NaN = missing) cannot be probed, or None."""
+    labelled = np.isfinite(y)
+    if not labelled.any():
+        return "no unit has a label"
+    if binary and not 0 < np.sum(y[labelled]) < labelled.sum():
+        return f"one class only (every label is {int(y[labelled][0])})"
+    test = labelled & units.is_test if protocol in HELD_OUT else labelled
+    if labelled.sum() < 2 * minimum:
+        return f"{int(labelled.sum())} labelled units, fewer than {2 * minimum}"
+    if test.sum() < minimum:
+        return f"{int(test.sum())} labelled test units, fewer than {minimum}"
+    return None

@@ -11,13 +11,17 @@ import os
 import shlex
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import ml_collections
+if TYPE_CHECKING:
+    import ml_collections
 
+# Only the standard library at import (the launchers use `resolve` without JAX or
+# ml_collections installed); `load` imports what parsing needs.
 PACKAGE_CONFIGS = Path(__file__).resolve().parent / "configs"
 
 
-def _packaged(folder: Path, name: str) -> Path | None:
+def packaged(name: str, folder: Path = PACKAGE_CONFIGS) -> Path | None:
     """`folder/<name>.py` where `name` is a bare name or ends in `configs/<name>.py`."""
     stem = Path(name).stem if name.endswith(".py") else name
     if "/" in name.replace(os.sep, "/") and Path(name).parent.name not in ("configs", "sweeps"):
@@ -26,18 +30,22 @@ def _packaged(folder: Path, name: str) -> Path | None:
     return found if stem and not stem.startswith("_") and found.is_file() else None
 
 
+def packaged_names(folder: Path = PACKAGE_CONFIGS) -> list[str]:
+    """The names of the configs (or sweeps) shipped in `folder`."""
+    return sorted(p.stem for p in folder.glob("[!_]*.py"))
+
+
 def resolve(spec: str, folder: Path = PACKAGE_CONFIGS) -> str:
     """`file.py[:variants]` or `name[:variants]` -> an existing file's absolute path, with
     the variants. A path that does not exist here but names a packaged config
     (`configs/ppg.py` outside a checkout) is the packaged one."""
     path, sep, variants = str(spec).partition(":")
     if not os.path.isfile(path):
-        found = _packaged(folder, path)
+        found = packaged(path, folder)
         if found is None:
-            known = sorted(p.stem for p in folder.glob("[!_]*.py"))
             raise ConfigError(
                 f"no config file {path!r}, and no packaged config of that name "
-                f"(packaged: {', '.join(known)})"
+                f"(packaged: {', '.join(packaged_names(folder))})"
             )
         path = str(found)
     return f"{os.path.abspath(path)}{sep}{variants}"

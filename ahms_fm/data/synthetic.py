@@ -166,7 +166,8 @@ intraclass correlations (`benchmarks/within_participant.py`, log amplitudes):
 pulse amplitude 0.66 and a channel's pulse amplitude 0.66, inside the 0.46-0.86
 reported for optical pulse-wave parameters measured twice [28]; crest time 0.96,
 reflection height 0.89. In version 1 (sensor geometry fixed per person, only the
-segment's perfusion and vasomotor jitter) they were ~0.88, ~0.88, 1.0 and ~0.95.
+segment's perfusion and vasomotor jitter) they were, estimated from its per-segment
+spreads rather than measured, ~0.88, ~0.88, 1.0 and ~0.95.
 [24] Teng & Zhang, Physiol Meas 25:1323 (2004): contact force 0.2-1.8 N; AC and
 AC/DC peak at 0.2-1.0 N, DC rises, normalized pulse area falls. [25] PPG sensor
 contact pressure and pulse arrival time, 17 subjects (PMC8856571). [26] PMC5750340

@@ -225,7 +225,7 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
         "participants_with_segments": 0,
         "split_segments": {},
     }
-    infos, visited = [], set()
+    infos, visited, kept = [], set(), set()  # participants seen / with a kept segment
     for split in SPLITS:
         wanted = [p for p in ids if split_of[p] == split]
         writer = _ShardWriter(folder, source.name, split, shard_bytes)
@@ -266,18 +266,11 @@ def _write_splits(source, spec, folder, storage_dtype, progress, shard_bytes) ->
         if not owners:
             raise NothingKept(_nothing_kept(source, spec, split, len(wanted), summary))
         np.save(folder / f"{source.name}-{split}.participants.npy", np.asarray(owners, np.int64))
+        kept |= {ids[i] for i in set(owners)}
         summary["participants_with_segments"] += len(set(owners))
         summary["split_segments"][split] = len(owners)
         infos.append(writer.finish())
     # Who contributed nothing, and why: no recording at all, or every window rejected.
-    kept = {
-        ids[i]
-        for i in np.unique(
-            np.concatenate(
-                [np.load(folder / f"{source.name}-{s}.participants.npy") for s in SPLITS]
-            )
-        )
-    }
     summary["no_recordings"] = [p for p in ids if p not in visited]
     summary["all_rejected"] = [p for p in ids if p in visited and p not in kept]
     table = [

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ahms_fm.data import dataset, readers
-from ahms_fm.data.preprocess import REASONS, QualitySpec, segment_recording
+from ahms_fm.data.preprocess import REASONS
 from ahms_fm.data.recording import DataError
 from ahms_fm.evaluation import embeddings, parquet
 
@@ -47,10 +47,6 @@ def embed_folder(
         spec = readers.ByoSpec.from_json(spec)
     elif isinstance(spec, dict):
         spec = readers.ByoSpec.from_dict(spec)
-    config, mspec = encoder.config, encoder.spec
-    quality = QualitySpec.from_config(config)
-    hop = config.preprocess.hop_seconds
-    pad = config.preprocess.get("max_pad_fraction", 0.0)
     errors: list = []
     rows, windows, parts = [], [], []
     summary = {
@@ -70,8 +66,7 @@ def embed_folder(
 
     for rec in readers.scan_folder(root, spec, on_error=on_error, errors=errors):
         try:
-            embeddings.check_channels(rec, mspec, encoder)
-            s = segment_recording(rec, mspec, quality, hop, pad)
+            s = embeddings.segments_for(encoder, rec)
         except DataError as e:
             if on_error == "raise":
                 raise
@@ -81,8 +76,8 @@ def embed_folder(
         summary["windows"] += len(s.reason)
         if s.too_short:
             summary["too_short"].append(rec.recording)
-        for r in s.reason[s.reason != ""]:
-            summary["rejected"][str(r)] += 1
+        for r, n in s.rejected_counts().items():
+            summary["rejected"][r] += n
         for i in np.flatnonzero(s.kept):
             rows.append(
                 {
@@ -102,7 +97,6 @@ def embed_folder(
     flush()
     bar.close()
     summary["kept"] = len(rows)
-    summary["rejected"]["too_short"] += len(summary["too_short"])
     table = pd.DataFrame(
         rows,
         columns=[

@@ -11,6 +11,7 @@ and `parquet`; their names are importable from here too.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import numpy as np
@@ -231,15 +232,30 @@ def check_channels(rec: Recording, spec: ModalitySpec, encoder) -> None:
     )
 
 
+def segments_for(encoder: Encoder, rec: Recording):
+    """`rec`'s windows as the encoder's checkpoint preprocesses them: its modality spec,
+    quality checks, hop and pad policy (older checkpoints have none: no padding); a
+    DataError for a channel count it cannot take."""
+    config = encoder.config
+    check_channels(rec, encoder.spec, encoder)
+    return segment_recording(
+        rec,
+        encoder.spec,
+        QualitySpec.from_config(config),
+        config.preprocess.hop_seconds,
+        config.preprocess.get("max_pad_fraction", 0.0),
+    )
+
+
 def _warn_about(names, parts, rates, signals, spec: ModalitySpec) -> None:
     """Warnings for what the caller would want to know: nothing embedded (and why), and
     beats that come at an implausible rate for the declared sampling rate."""
     import warnings
 
-    reasons: dict[str, int] = {}
+    reasons = collections.Counter()
     for s in parts:
-        for r in s.reason[s.reason != ""]:
-            reasons[r] = reasons.get(r, 0) + 1
+        reasons.update(s.rejected_counts())
+    reasons.pop("too_short", None)  # said per recording below
     short = [n for n, s in zip(names, parts, strict=True) if s.too_short]
     if parts and not any(s.kept.any() for s in parts):
         why = [f"{n} windows rejected ({r})" for r, n in sorted(reasons.items())]
@@ -335,14 +351,9 @@ def embed(
     encoder = (
         checkpoint if isinstance(checkpoint, Encoder) else load_encoder(checkpoint, which=which)
     )
-    spec, config = encoder.spec, encoder.config
-    quality = QualitySpec.from_config(config)
+    spec = encoder.spec
     recordings = _as_recordings(signals, sample_rate)
-    pad = config.preprocess.get("max_pad_fraction", 0.0)  # older checkpoints: no padding
-    parts = []
-    for rec in recordings:
-        check_channels(rec, spec, encoder)
-        parts.append(segment_recording(rec, spec, quality, config.preprocess.hop_seconds, pad))
+    parts = [segments_for(encoder, rec) for rec in recordings]
     _warn_about(
         [r.recording for r in recordings],
         parts,

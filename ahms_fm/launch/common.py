@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ahms_fm import config_utils
+
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGE_CONFIGS = ROOT / "ahms_fm" / "configs"
 SBATCH_END = "AHMS_FM_SBATCH"  # heredoc delimiter of the printed sbatch command
 
 
@@ -98,17 +99,12 @@ def resolve_config(spec: str, *, inside_repo: bool = False) -> str:
     commands run from there), else absolute. Checks that the file exists."""
     path, sep, variants = spec.partition(":")
     file = Path(os.path.abspath(os.path.expanduser(path)))  # abspath also removes ".."
-    if (
-        not file.is_file()
-        and "/" not in path
-        and not path.endswith(".py")
-        and (PACKAGE_CONFIGS / f"{path}.py").is_file()
-    ):
+    if not file.is_file() and "/" not in path and config_utils.packaged(path):
         return spec  # a packaged config by name: every worker's install has it
     if not file.is_file():
         raise LaunchError(
             f"config file {path!r} not found (give a file, or a packaged "
-            f"config's name: {', '.join(_packaged_names())})"
+            f"config's name: {', '.join(config_utils.packaged_names())})"
         )
     try:
         path = str(file.relative_to(ROOT))
@@ -125,20 +121,14 @@ def resolve_config(spec: str, *, inside_repo: bool = False) -> str:
 def check_config(config: str, overrides: list[str]):
     """Load the config with its overrides as ahms_fm.main will; the ConfigDict, or None
     where this Python lacks the project's dependencies (then only the file is checked)."""
-    try:
-        from ahms_fm import config_utils
-    except ImportError:
-        return None
     if not os.path.isabs(config.partition(":")[0]) and (ROOT / config.partition(":")[0]).is_file():
         config = str(ROOT / config)  # relative to the checkout, as the workers run it
     try:
         return config_utils.load(config, overrides)
+    except ImportError:  # the project's dependencies are not installed here
+        return None
     except config_utils.ConfigError as e:
         raise LaunchError(str(e)) from None
-
-
-def _packaged_names() -> list[str]:
-    return sorted(p.stem for p in PACKAGE_CONFIGS.glob("[!_]*.py"))
 
 
 def default_python() -> str:
